@@ -1,0 +1,299 @@
+"""The ``ldseg`` command line: segment, train, evaluate, info, models.
+
+Errors a user can fix are printed as one line (``ldseg: error: ...``, or a
+JSON ``error`` event with ``--progress json``) with exit code 2; a cancelled
+run (Ctrl-C, SIGTERM) exits with 130 and leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .errors import CancelledError, InputError, LDSegError, OutputError
+from .progress import MODES, Progress
+
+EXIT_USER, EXIT_INTERNAL, EXIT_CANCELLED = 2, 1, 130
+
+
+# -- output staging ------------------------------------------------------------
+
+class OutputFolder:
+    """Files are written into a hidden staging folder inside ``folder`` and
+    moved into place together at the end, so a failed or cancelled run leaves
+    nothing behind. Refuses to replace any of the ``protected`` input files."""
+
+    def __init__(self, folder: Path, protected: list[Path]):
+        self.folder = Path(folder)
+        self.protected = {p.resolve() for p in protected if p is not None}
+        self.staging: Path | None = None
+        self.names: list[str] = []
+
+    def __enter__(self) -> "OutputFolder":
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=".ldseg-", dir=self.folder))
+        except OSError as e:
+            raise OutputError(f"{self.folder}: cannot write the output folder ({e.strerror})") from None
+        return self
+
+    def path(self, name: str) -> Path:
+        final = (self.folder / name).resolve()
+        if final in self.protected:
+            raise OutputError(f"{final}: refusing to overwrite an input file; choose another output folder")
+        self.names.append(name)
+        return self.staging / name
+
+    def final(self, name: str) -> Path:
+        return self.folder / name
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                for name in self.names:
+                    os.replace(self.staging / name, self.folder / name)
+        finally:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+
+# -- commands --------------------------------------------------------------------
+
+def _output_format(image_path: Path, requested: str | None) -> str:
+    if requested:
+        return requested
+    from .imageio import split_extension
+    ext = split_extension(image_path)[1].lower()
+    return "nifti" if ext in (".nii", ".nii.gz") else "nrrd"
+
+
+_EXT = {"nifti": ".nii.gz", "nrrd": ".nrrd", "seg.nrrd": ".seg.nrrd"}
+
+
+def cmd_segment(args, progress: Progress) -> int:
+    from .imageio import read_image, split_extension, write_image, write_segmentation_nrrd
+    from .inference import Segmenter
+    from .preview import save_preview_png
+
+    image_path = Path(args.image)
+    image = read_image(image_path)                       # bad input fails before anything is written
+    segmenter = Segmenter(args.model, device=args.device, precision=args.precision)
+    progress.info(f"model {segmenter.model_path.name} on {segmenter.device_description}"
+                  + ("" if segmenter.device.type == "cuda" else " (no GPU in use: CPU run)"))
+    result = segmenter.segment(image, samples=args.samples, steps=args.steps, sampler=args.sampler,
+                               eta=args.eta, seed=args.seed, progress=progress)
+    fmt = _output_format(image_path, args.format)
+    stem = split_extension(image_path)[0]
+    ext = _EXT[fmt]
+    config = segmenter.config
+    progress("write", 0.95, f"writing results to {args.output}")
+    with OutputFolder(Path(args.output), [image_path, segmenter.model_path]) as out:
+        files = {"labels": f"{stem}_labels{ext}", "sd": f"{stem}_sd{_EXT['nifti' if fmt == 'nifti' else 'nrrd']}",
+                 "preview": f"{stem}_preview.png", "result": f"{stem}_result.json"}
+        if args.probabilities:
+            files["probabilities"] = f"{stem}_probabilities{_EXT['nifti' if fmt == 'nifti' else 'nrrd']}"
+        if fmt == "seg.nrrd":
+            segments = [{"name": n, "color": c, "label_value": int(v)} for n, c, v in
+                        zip(config.class_names[1:], config.class_colors[1:],
+                            config.preprocessing.label_values[1:])]
+            write_segmentation_nrrd(result.labels, result.geometry, out.path(files["labels"]), segments)
+        else:
+            write_image(result.labels, result.geometry, out.path(files["labels"]), reference_path=image_path)
+        write_image(result.sd, result.geometry, out.path(files["sd"]), reference_path=image_path)
+        if args.probabilities:
+            write_image(result.probabilities, result.geometry, out.path(files["probabilities"]),
+                        reference_path=image_path)
+        save_preview_png(image.array, result.classes, result.sd if result.samples > 1 else None,
+                         list(config.class_colors), out.path(files["preview"]),
+                         title=f"{config.title or config.name}: {image_path.name}")
+        manifest = {
+            "input": str(image_path), "model": str(segmenter.model_path), "device": result.device,
+            "samples": result.samples, "steps": result.steps, "sampler": result.sampler,
+            "seed": args.seed, "seconds": result.seconds.get("total"), "timings": result.seconds,
+            "classes": config.summary()["classes"],
+            "files": {k: str(out.final(v)) for k, v in files.items() if k != "result"}
+                     | {"probabilities": str(out.final(files["probabilities"])) if args.probabilities else None},
+            "engine_version": __version__,
+        }
+        out.path(files["result"]).write_text(json.dumps(manifest, indent=2))
+    progress("done", 1.0, f"wrote {len(files)} files to {args.output}", result=str(Path(args.output) / files["result"]))
+    if args.progress != "json":
+        for name in files.values():
+            print(Path(args.output) / name)
+    return 0
+
+
+def cmd_info(args, progress: Progress) -> int:
+    from .models import resolve_model
+    from .modelfile import read_config
+    from .nn.ldseg_net import LDSegNet, count_parameters
+    path = resolve_model(args.model)
+    config = read_config(path)
+    info = {**config.summary(), "path": str(path), "parameters": count_parameters(LDSegNet(config)),
+            "preprocessing": config.preprocessing.to_dict(), "network": config.to_dict()["network"],
+            "diffusion": config.to_dict()["diffusion"]}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['title']}  ({path})")
+    if info["description"]:
+        print(f"  {info['description']}")
+    print(f"  {info['dims']}D, {info['channels']} channel(s), modality: {info['modality'] or 'unspecified'}")
+    print(f"  grid {' x '.join(map(str, info['grid']))}, {info['parameters']:,} parameters")
+    print("  classes: " + ", ".join(f"{c['name']} (label {c['label_value']})" for c in info["classes"]))
+    print(f"  sampling: {info['sampler']} K={info['sampling_steps']}, schedule {info['diffusion']['schedule']} "
+          f"T={info['diffusion']['steps']}")
+    if info["training"]:
+        t = info["training"]
+        print(f"  trained: {t.get('epochs')} epochs, best validation Dice {t.get('best_val_dice')} "
+              f"(epoch {t.get('best_epoch')}), {t.get('train_cases')} training cases")
+    return 0
+
+
+def cmd_models(args, progress: Progress) -> int:
+    from .models import list_models, user_model_dir
+    models = list_models()
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    if not models:
+        print(f"no models found (user model folder: {user_model_dir()})")
+    for m in models:
+        state = m.get("error") or f"{m['dims']}D, classes: {', '.join(c['name'] for c in m['classes'])}"
+        print(f"{m['name']:<24} [{m['source']}] {state}\n  {m['path']}")
+    return 0
+
+
+def cmd_train(args, progress: Progress) -> int:
+    from .train_cli import run_training
+    return run_training(args, progress)
+
+
+def cmd_evaluate(args, progress: Progress) -> int:
+    from .evaluate_cli import run_evaluation
+    return run_evaluation(args, progress)
+
+
+# -- parser ----------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ldseg", description="LDSeg: latent diffusion segmentation "
+                                "with per-voxel uncertainty.")
+    p.add_argument("--version", action="version", version=f"ldseg {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, device=True):
+        sp.add_argument("--progress", choices=MODES, default="bar",
+                        help="progress on stderr: a bar, JSON lines (for programs), or none")
+        if device:
+            sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+            sp.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                            help="bf16 autocast where the hardware supports it (auto), or force one")
+
+    s = sub.add_parser("segment", help="segment an image; writes labels, SD map, probabilities, preview")
+    s.add_argument("image", help="image file (PNG/TIFF/JPEG, NIfTI, NRRD, MHA) or DICOM series folder")
+    s.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    s.add_argument("--model", help="model name or file (default: the shipped hippocampus model)")
+    s.add_argument("--samples", type=int, default=10, help="N samples for the uncertainty (1: no SD)")
+    s.add_argument("--steps", type=int, default=None, help="sampling steps K (default: the model's, 2)")
+    s.add_argument("--sampler", choices=("ddim", "ddpm", "single"), default=None)
+    s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic steps)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--format", choices=tuple(_EXT), default=None,
+                   help="output format (default: NIfTI for NIfTI input, else NRRD)")
+    s.add_argument("--probabilities", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the mean class probabilities (default: yes)")
+    common(s)
+    s.set_defaults(func=cmd_segment)
+
+    t = sub.add_parser("train", help="train a model on a folder with images/ and labels/")
+    t.add_argument("dataset", help="folder with images/NAME.ext and labels/NAME.ext")
+    t.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    t.add_argument("--init", help="start from this model (fine-tuning)")
+    t.add_argument("--size", default="small", help="network size for a new model: tiny, small, paper")
+    t.add_argument("--grid", type=int, nargs="+", help="model grid (numpy order, e.g. z y x)")
+    t.add_argument("--class-names", nargs="+", help="class names, background first")
+    t.add_argument("--label-values", type=int, nargs="+", help="label value of each class, 0 first")
+    t.add_argument("--intensity", default="minmax", choices=("minmax", "percentile", "zscore", "none"))
+    t.add_argument("--name", help="model name (default: the output file name)")
+    t.add_argument("--title", default="")
+    t.add_argument("--modality", default="")
+    t.add_argument("--description", default="")
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--batch-size", type=int, default=4)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr-decay", type=float, default=0.99, help="learning-rate factor per epoch")
+    t.add_argument("--gamma", type=float, default=2.0, help="Dice loss weight")
+    t.add_argument("--lambda", dest="lam", type=float, default=1.0, help="noise MSE weight")
+    t.add_argument("--latent-l1", type=float, default=0.0, help="SDSeg latent-estimation loss weight")
+    t.add_argument("--ema-decay", type=float, default=0.999)
+    t.add_argument("--schedule", choices=("cosine", "linear"), default="cosine")
+    t.add_argument("--decoder-input", choices=("paper", "x0"), default="paper")
+    t.add_argument("--no-augment", dest="augment", action="store_false")
+    t.add_argument("--val-fraction", type=float, default=0.2)
+    t.add_argument("--cases", type=int, default=None, help="use only the first N cases (sorted)")
+    t.add_argument("--validate-every", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--run-dir", help="checkpoints and logs (default: OUTPUT without suffix + '.run')")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing output model file")
+    common(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="Dice, IoU and HD95 of a model on a labeled data set")
+    e.add_argument("model")
+    e.add_argument("dataset")
+    e.add_argument("-o", "--output", default=None, help="folder for cases.csv and summary.json")
+    e.add_argument("--samples", type=int, default=1)
+    e.add_argument("--steps", type=int, default=None)
+    e.add_argument("--sampler", choices=("ddim", "ddpm", "single"), default=None)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--cases", nargs="+", help="only these case names")
+    common(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    i = sub.add_parser("info", help="describe a model file")
+    i.add_argument("model", nargs="?", default=None)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info, progress="none")
+
+    m = sub.add_parser("models", help="list the shipped and the user's models")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models, progress="none")
+    return p
+
+
+def _raise_cancel(signum, frame):
+    raise CancelledError("cancelled")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = Progress(args.progress)
+    signal.signal(signal.SIGTERM, _raise_cancel)
+    try:
+        return args.func(args, progress)
+    except (CancelledError, KeyboardInterrupt):
+        progress.error("cancelled")
+        return EXIT_CANCELLED
+    except LDSegError as e:
+        progress.error(str(e))
+        return EXIT_USER
+    except MemoryError:
+        progress.error("out of memory; use fewer samples, a smaller model or another device")
+        return EXIT_USER
+    except RuntimeError as e:
+        if "out of memory" in str(e).lower():
+            progress.error("out of memory on the device; use fewer samples, --device cpu, or a smaller input")
+            return EXIT_USER
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

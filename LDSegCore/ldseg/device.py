@@ -1,0 +1,68 @@
+"""Device and precision choice: CUDA when present, else the CPU, and say which."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from .errors import LDSegError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks the first CUDA GPU when torch can use one, else the CPU."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise LDSegError("CUDA was requested but this PyTorch sees no usable GPU "
+                             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); "
+                             "use --device cpu or auto")
+        dev = torch.device(name if ":" in name else "cuda:0")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise LDSegError(f"{name}: there are only {torch.cuda.device_count()} CUDA devices")
+        return dev
+    if name == "cpu":
+        return torch.device("cpu")
+    raise LDSegError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)")
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX-512 BF16 instructions make bf16 matmuls/convolutions fast;
+    without them bf16 on the CPU is emulated and slower than fp32."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def use_bf16(device: torch.device, precision: str = "auto") -> bool:
+    if precision not in PRECISIONS:
+        raise LDSegError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    if precision == "fp32":
+        return False
+    supported = (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16())
+    if precision == "bf16":
+        return True
+    return supported
+
+
+def autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)

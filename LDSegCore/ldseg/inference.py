@@ -1,0 +1,131 @@
+"""Segment images with a trained model: the :class:`Segmenter`.
+
+Load a model once, segment many images. Each image is prepared exactly as in
+training (intensity normalization, model grid), encoded ONCE, sampled N times
+(batched under a memory bound), decoded, and the mean class probabilities and
+per-voxel SD are resampled back to the input's own grid; the result carries
+the input's geometry unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .device import autocast, describe, resolve_device, use_bf16
+from .diffusion import NoiseSchedule
+from .errors import InputError
+from .imageio import Geometry, MedicalImage, read_image
+from .models import load_model
+from .preprocess import classes_to_labels, prepare_image, restore_probabilities
+from .progress import null_progress
+from .sampling import SamplingOptions, sample_probabilities
+
+
+@dataclass
+class SegmentationResult:
+    labels: np.ndarray            # stored label values (the model's), input grid
+    classes: np.ndarray           # class indices, input grid
+    probabilities: np.ndarray     # mean class probabilities (C, *spatial), float32
+    sd: np.ndarray                # per-voxel SD: max over classes of the probability SD, float32
+    geometry: Geometry
+    samples: int
+    sampler: str
+    steps: int
+    device: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    def __init__(self, model: str | os.PathLike | None = None, device: str = "auto",
+                 precision: str = "auto", memory_budget: float = 2e9):
+        self.device = resolve_device(device)
+        self.model, self.model_path = load_model(model)
+        self.model.to(self.device)
+        self.config = self.model.config
+        self.bf16 = use_bf16(self.device, precision)
+        self.schedule = NoiseSchedule(self.config.diffusion.schedule_config())
+        self.memory_budget = memory_budget
+
+    @property
+    def device_description(self) -> str:
+        return describe(self.device) + (" bf16" if self.bf16 else "")
+
+    def segment(self, image: MedicalImage | str | os.PathLike | np.ndarray, geometry: Geometry | None = None, *,
+                samples: int = 1, steps: int | None = None, sampler: str | None = None, eta: float = 0.0,
+                seed: int | None = 0,
+                progress: Callable[..., None] = null_progress) -> SegmentationResult:
+        """Segment one image: a file/folder path, a MedicalImage, or an array
+        (spatial for gray, channels-first (C, *spatial) otherwise) with its geometry."""
+        if samples < 1:
+            raise InputError("the number of samples must be at least 1")
+        diff = self.config.diffusion
+        sampler = sampler or diff.sampler
+        steps = steps or diff.sampling_steps
+        if not 1 <= steps <= diff.steps:
+            raise InputError(f"steps must be between 1 and {diff.steps}")
+        times: dict[str, float] = {}
+        t0 = time.perf_counter()
+        progress("load", 0.0, "reading the image")
+        image = self._as_image(image, geometry)
+        x = prepare_image(image, self.config.preprocessing)[None].to(self.device)
+        times["prepare"] = time.perf_counter() - t0
+
+        with torch.inference_mode():
+            t1 = time.perf_counter()
+            progress("encode", 0.05, "encoding the image")
+            with autocast(self.device, self.bf16):
+                z_i = self.model.encode_image(x).float()
+            times["encode"] = time.perf_counter() - t1
+
+            t2 = time.perf_counter()
+            options = SamplingOptions(samples=samples, sampler=sampler, steps=steps, eta=eta,
+                                      restandardize=diff.restandardize, seed=seed, bf16=self.bf16,
+                                      memory_budget=self.memory_budget)
+            mean, sd = sample_probabilities(
+                self.model, z_i, self.schedule, options,
+                on_progress=lambda f: progress("sample", 0.1 + 0.8 * f, f"{round(f * samples)}/{samples} samples"))
+            times["sample"] = time.perf_counter() - t2
+
+            t3 = time.perf_counter()
+            progress("decode", 0.92, "resampling to the input grid")
+            shape = image.spatial_shape
+            probs = restore_probabilities(mean, shape)
+            sd_map = sd.amax(dim=0)[None, None]
+            sd_map = F.interpolate(sd_map, size=tuple(shape), mode="bilinear" if len(shape) == 2 else "trilinear",
+                                   align_corners=False)[0, 0].clamp_min(0)
+            if samples == 1:
+                sd_map = torch.zeros_like(sd_map)
+            classes = probs.argmax(dim=0).cpu().numpy()
+            times["restore"] = time.perf_counter() - t3
+        times["total"] = time.perf_counter() - t0
+        return SegmentationResult(
+            labels=classes_to_labels(classes, self.config.preprocessing), classes=classes,
+            probabilities=probs.cpu().numpy().astype(np.float32), sd=sd_map.cpu().numpy().astype(np.float32),
+            geometry=image.geometry, samples=samples, sampler=sampler, steps=steps,
+            device=str(self.device), seconds={k: round(v, 4) for k, v in times.items()})
+
+    def _as_image(self, image, geometry: Geometry | None) -> MedicalImage:
+        if isinstance(image, MedicalImage):
+            return image
+        if isinstance(image, (str, os.PathLike)):
+            return read_image(Path(image))
+        array = np.asarray(image)
+        dims = self.config.dims
+        if array.ndim == dims:
+            array = array[None]
+        elif array.ndim != dims + 1:
+            raise InputError(f"<array>: a {array.ndim}-D array cannot be a {dims}D image "
+                             f"(give {dims} spatial axes, channels first for RGB)")
+        if geometry is None:
+            geometry = Geometry.identity(dims)
+        if geometry.dims != dims:
+            raise InputError(f"<array>: the geometry is {geometry.dims}D but the model expects {dims}D images")
+        return MedicalImage(array=array.astype(np.float32, copy=False), geometry=geometry, source=None)

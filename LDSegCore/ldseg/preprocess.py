@@ -1,0 +1,361 @@
+"""Preprocessing shared by training and inference.
+
+A :class:`Preprocessing` is stored in the model file so that inference treats
+new images exactly as the training images were treated: same intensity
+normalization, same model grid, same label-value <-> class mapping.
+Images are resampled to the fixed model grid (as in the LDSeg paper) and
+predictions are resampled back to the image's own size afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+from .imageio import MedicalImage
+
+__all__ = [
+    "Preprocessing",
+    "INTENSITY_METHODS",
+    "check_image",
+    "normalize_intensity",
+    "prepare_image",
+    "labels_to_classes",
+    "prepare_label",
+    "restore_probabilities",
+    "classes_to_labels",
+    "resize",
+]
+
+INTENSITY_METHODS = ("minmax", "percentile", "zscore", "none")
+
+_CHANNEL_WORDS = {1: "gray", 3: "RGB"}
+
+
+def _channel_text(count: int) -> str:
+    """'3 channels (RGB)' style wording for messages."""
+    word = _CHANNEL_WORDS.get(count)
+    plural = "channel" if count == 1 else "channels"
+    return f"{count} {plural}" + (f" ({word})" if word else "")
+
+
+def _basename(source) -> str:
+    """File name for messages (sources may be full paths)."""
+    text = str(source).rstrip("/\\")
+    return text.replace("\\", "/").rsplit("/", 1)[-1] or text
+
+
+# --------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Preprocessing:
+    """How images and labels are turned into model tensors (and back)."""
+
+    dims: int
+    channels: int
+    grid: tuple[int, ...]
+    intensity: str = "minmax"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    label_values: tuple[int, ...] = field(default=(0, 1))
+
+    def __post_init__(self):
+        self.grid = tuple(self.grid)
+        self.percentiles = tuple(self.percentiles)
+        self.label_values = tuple(self.label_values)
+        self._validate()
+        # Plain Python numbers (numpy ints from array shapes are common).
+        self.dims, self.channels = int(self.dims), int(self.channels)
+        self.grid = tuple(int(s) for s in self.grid)
+        self.percentiles = tuple(float(p) for p in self.percentiles)
+        self.label_values = tuple(int(v) for v in self.label_values)
+
+    def _validate(self) -> None:
+        """Raise ValueError describing the first invalid field."""
+        if not _is_int(self.dims) or self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, not {self.dims!r}")
+        if not _is_int(self.channels) or self.channels < 1:
+            raise ValueError(
+                f"channels must be a positive integer, not {self.channels!r}"
+            )
+        if len(self.grid) != self.dims or not all(
+            _is_int(s) and s >= 2 for s in self.grid
+        ):
+            raise ValueError(
+                f"grid must be {self.dims} integers >= 2, "
+                f"not {self.grid!r}"
+            )
+        if self.intensity not in INTENSITY_METHODS:
+            raise ValueError(
+                f"intensity must be one of {INTENSITY_METHODS}, "
+                f"not {self.intensity!r}"
+            )
+        low_high = self.percentiles
+        if (
+            len(low_high) != 2
+            or not all(_is_number(p) for p in low_high)
+            or not 0 <= low_high[0] < low_high[1] <= 100
+        ):
+            raise ValueError(
+                "percentiles must be two numbers 0 <= low < "
+                f"high <= 100, not {low_high!r}"
+            )
+        values = self.label_values
+        if len(values) < 2 or not all(_is_int(v) for v in values):
+            raise ValueError(
+                "label_values must list at least two integers "
+                f"(background first), not {values!r}"
+            )
+        if len(set(values)) != len(values):
+            raise ValueError(f"label_values must be unique, not {values!r}")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background."""
+        return len(self.label_values)
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict (lists instead of tuples)."""
+        return {
+            "dims": int(self.dims),
+            "channels": int(self.channels),
+            "grid": [int(s) for s in self.grid],
+            "intensity": self.intensity,
+            "percentiles": [float(p) for p in self.percentiles],
+            "label_values": [int(v) for v in self.label_values],
+        }
+
+    @classmethod
+    def from_dict(cls, d) -> "Preprocessing":
+        """Build from :meth:`to_dict` output; ValueError if invalid."""
+        if not isinstance(d, dict):
+            raise ValueError(
+                f"preprocessing must be a dict, not {type(d).__name__}"
+            )
+        required = {"dims", "channels", "grid"}
+        known = required | {"intensity", "percentiles", "label_values"}
+        missing = required - set(d)
+        if missing:
+            raise ValueError(f"preprocessing lacks {sorted(missing)}")
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(
+                f"preprocessing has unknown keys {sorted(unknown)}"
+            )
+        kwargs = dict(d)
+        for key in ("grid", "percentiles", "label_values"):
+            if key in kwargs:
+                if not isinstance(kwargs[key], (list, tuple)):
+                    raise ValueError(
+                        f"{key} must be a list, not " f"{kwargs[key]!r}"
+                    )
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+def _is_int(value) -> bool:
+    """Integer but not bool (JSON true must not pass as 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """Finite real number, not bool."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+# --------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------
+
+
+def check_image(image: MedicalImage, pre: Preprocessing) -> None:
+    """Raise InputError (naming the file) if the model cannot use ``image``."""
+    name = image.name
+    if image.dims != pre.dims:
+        hint = ""
+        if image.dims == 3 and 1 in image.spatial_shape:
+            hint = " (it is a single-slice volume)"
+        raise InputError(
+            f"{name}: is {image.dims}D{hint} but the model "
+            f"expects {pre.dims}D images"
+        )
+    if image.channels != pre.channels:
+        raise InputError(
+            f"{name}: has {_channel_text(image.channels)} but "
+            f"the model expects {_channel_text(pre.channels)} "
+            "images"
+        )
+    shape = image.spatial_shape
+    if min(shape) < 2:
+        size = "x".join(str(s) for s in shape)
+        raise InputError(
+            f"{name}: is too small ({size} voxels); every axis "
+            "needs at least 2 voxels"
+        )
+    array = image.array
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{name}: contains NaN or infinite values")
+    if array.size and array.min() == array.max():
+        raise InputError(
+            f"{name}: all voxels have the same value "
+            f"({float(array.flat[0]):g}); the image is empty"
+        )
+
+
+def normalize_intensity(array: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """Normalize the whole image (all channels together) to float32.
+
+    minmax: per-image [0, 1] as in the paper; percentile: clip to the
+    configured percentiles first (robust to outliers); zscore: zero mean,
+    unit variance; none: unchanged.
+    """
+    array = np.asarray(array, dtype=np.float32)
+    if pre.intensity == "none":
+        return array.copy()
+    if pre.intensity == "zscore":
+        std = float(array.std())
+        centred = array - np.float32(array.mean())
+        return centred / np.float32(std) if std > 0 else np.zeros_like(array)
+    if pre.intensity == "percentile":
+        low, high = np.percentile(array, pre.percentiles)
+        array = np.clip(array, low, high)
+    low, high = float(array.min()), float(array.max())
+    if high <= low:
+        return np.zeros_like(array)
+    return ((array - low) / (high - low)).astype(np.float32)
+
+
+def resize(tensor: torch.Tensor, size) -> torch.Tensor:
+    """Linear resampling of a ``(N, C, *spatial)`` float tensor to ``size``.
+
+    Bilinear/trilinear with align_corners=False (voxel centres map onto
+    voxel centres of the new grid); 2D downsampling also anti-aliases so
+    thin structures in large histology images do not alias away.
+    """
+    size = tuple(int(s) for s in size)
+    if tuple(tensor.shape[2:]) == size:
+        return tensor
+    dims = tensor.dim() - 2
+    mode = {2: "bilinear", 3: "trilinear"}[dims]
+    shrinking = any(s < t for s, t in zip(size, tensor.shape[2:]))
+    antialias = dims == 2 and shrinking
+    return F.interpolate(
+        tensor, size=size, mode=mode, align_corners=False, antialias=antialias
+    )
+
+
+def prepare_image(image: MedicalImage, pre: Preprocessing) -> torch.Tensor:
+    """Check, normalize and resample an image to ``(C, *grid)`` float32."""
+    check_image(image, pre)
+    array = normalize_intensity(image.array, pre)
+    tensor = torch.from_numpy(np.ascontiguousarray(array))[None]
+    return resize(tensor, pre.grid)[0].contiguous()
+
+
+# --------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------
+
+
+def _value_list(values) -> str:
+    """'{3, 7}' -> '3, 7' with a cap so messages stay one short line."""
+    values = [int(v) for v in values]
+    shown = ", ".join(str(v) for v in values[:10])
+    return shown + (
+        f", ... ({len(values)} in all)" if len(values) > 10 else ""
+    )
+
+
+def labels_to_classes(
+    labels: np.ndarray, pre: Preprocessing, source: str
+) -> np.ndarray:
+    """Map stored label values to class indices (int64).
+
+    Unknown values raise InputError listing them and the known values.
+    """
+    labels = np.asarray(labels)
+    known = np.asarray(pre.label_values, dtype=np.int64)
+    present = np.unique(labels)
+    unknown = np.setdiff1d(present, known)
+    if unknown.size:
+        raise InputError(
+            f"{_basename(source)}: label values "
+            f"{{{_value_list(unknown)}}} are "
+            f"not known to the model (known: {_value_list(known)})"
+        )
+    order = np.argsort(known)
+    positions = np.searchsorted(known[order], labels.astype(np.int64))
+    return order[positions].astype(np.int64)
+
+
+def prepare_label(
+    labels: np.ndarray, pre: Preprocessing, source: str
+) -> torch.Tensor:
+    """Class map resampled to ``pre.grid`` as int64 ``(*grid)``.
+
+    Each class is resampled as a soft one-hot channel and the arg-max taken,
+    which keeps thin structures better than nearest-neighbour and never
+    invents classes.
+    """
+    classes = torch.from_numpy(labels_to_classes(labels, pre, source))
+    if tuple(classes.shape) == tuple(pre.grid):
+        return classes.contiguous()
+    one_hot = F.one_hot(classes, pre.num_classes).movedim(-1, 0)
+    resampled = resize(one_hot[None].float(), pre.grid)
+    return resampled[0].argmax(dim=0).to(torch.int64)
+
+
+def restore_probabilities(probs: torch.Tensor, spatial_shape) -> torch.Tensor:
+    """Resample class probabilities back to the image's own spatial size.
+
+    ``probs`` is ``(N, C, *grid)`` or ``(C, *grid)``; the result keeps the
+    leading dims, is non-negative and sums to 1 over C at every voxel.
+    """
+    spatial_shape = tuple(int(s) for s in spatial_shape)
+    batched = probs.dim() == len(spatial_shape) + 2
+    if not batched and probs.dim() != len(spatial_shape) + 1:
+        raise ValueError(
+            f"probabilities of shape {tuple(probs.shape)} do not "
+            f"fit spatial shape {spatial_shape}"
+        )
+    tensor = probs if batched else probs[None]
+    tensor = tensor.float()
+    if tuple(tensor.shape[2:]) != spatial_shape:
+        dims = len(spatial_shape)
+        mode = {2: "bilinear", 3: "trilinear"}[dims]
+        tensor = F.interpolate(
+            tensor, size=spatial_shape, mode=mode, align_corners=False
+        )
+    tensor = tensor.clamp_min(0)
+    total = tensor.sum(dim=1, keepdim=True)
+    uniform = torch.full_like(tensor, 1.0 / tensor.shape[1])
+    tensor = torch.where(total > 0, tensor / total.clamp_min(1e-12), uniform)
+    return tensor if batched else tensor[0]
+
+
+def _label_dtype(values: np.ndarray) -> np.dtype:
+    """Smallest integer dtype holding ``values`` (uint8 when possible)."""
+    low, high = int(values.min()), int(values.max())
+    return np.result_type(np.min_scalar_type(low), np.min_scalar_type(high))
+
+
+def classes_to_labels(classes: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """Map class indices back to the label values stored in files."""
+    classes = np.asarray(classes)
+    if classes.size and (
+        classes.min() < 0 or classes.max() >= pre.num_classes
+    ):
+        raise ValueError(f"class indices must be in 0..{pre.num_classes - 1}")
+    values = np.asarray(pre.label_values, dtype=np.int64)
+    return values.astype(_label_dtype(values))[classes]

@@ -1,0 +1,94 @@
+"""From an image latent to class probabilities: N samples of the diffusion
+sampler, decoded and reduced to their mean and per-voxel SD.
+
+Shared by the trainer (validation) and the Segmenter. Samples are processed
+in batches under a memory bound, the image latent is computed once by the
+caller, and the mean/SD are accumulated chunk by chunk (Chan's merge) so N
+can be large without holding every sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .device import autocast
+from .diffusion import NoiseSchedule, sample
+from .nn.ldseg_net import LDSegNet
+
+
+@dataclass
+class SamplingOptions:
+    samples: int = 1
+    sampler: str = "ddim"
+    steps: int = 2
+    eta: float = 0.0
+    restandardize: bool = True
+    seed: int | None = 0
+    bf16: bool = False
+    max_batch: int = 0          # 0: from the memory budget
+    memory_budget: float = 2e9  # bytes for one batch of decoder activations
+
+
+def decoder_bytes_per_sample(model: LDSegNet) -> int:
+    """Rough peak activation memory of decoding one sample on the full grid."""
+    voxels = 1
+    for g in model.config.preprocessing.grid:
+        voxels *= g
+    width = max(model.config.network.decoder_widths[-2:])
+    return int(voxels * width * 4 * 6)
+
+
+def batch_size_for(model: LDSegNet, options: SamplingOptions) -> int:
+    if options.max_batch > 0:
+        return min(options.max_batch, options.samples)
+    return max(1, min(options.samples, int(options.memory_budget // decoder_bytes_per_sample(model))))
+
+
+@torch.inference_mode()
+def sample_probabilities(model: LDSegNet, z_i: torch.Tensor, schedule: NoiseSchedule,
+                         options: SamplingOptions,
+                         on_progress: Callable[[float], None] | None = None):
+    """z_i: image latent of ONE image, shape (1, Ci, *latent).
+
+    Returns (mean, sd): mean class probabilities (C, *grid) and their per-class
+    standard deviation over the samples (C, *grid); sd is zero for N = 1.
+    """
+    device = z_i.device
+    n = options.samples
+    batch = batch_size_for(model, options)
+    generator = torch.Generator().manual_seed(options.seed) if options.seed is not None else None
+    latent_shape = (model.config.network.latent_channels, *z_i.shape[2:])
+    count, mean, m2 = 0, None, None
+    done = 0
+    while done < n:
+        b = min(batch, n - done)
+        z_T = torch.randn((b, *latent_shape), generator=generator).to(device)
+        cond = z_i.expand(b, *z_i.shape[1:])
+        with autocast(device, options.bf16):
+            z0 = sample(lambda z, t: model.predict_noise(z, cond, t), z_T, schedule,
+                        sampler=options.sampler, steps=options.steps, eta=options.eta,
+                        restandardize=options.restandardize, generator=generator)
+            probs = model.decode(z0).float().softmax(dim=1)
+        count, mean, m2 = _merge(count, mean, m2, probs.double())
+        done += b
+        if on_progress is not None:
+            on_progress(done / n)
+    sd = (m2 / count).clamp_min(0).sqrt() if count > 1 else torch.zeros_like(mean)
+    return mean.float(), sd.float()
+
+
+def _merge(count, mean, m2, chunk: torch.Tensor):
+    """Merge a chunk of samples (b, C, *grid) into running mean and M2."""
+    b = chunk.shape[0]
+    c_mean = chunk.mean(dim=0)
+    c_m2 = ((chunk - c_mean) ** 2).sum(dim=0)
+    if count == 0:
+        return b, c_mean, c_m2
+    total = count + b
+    delta = c_mean - mean
+    mean = mean + delta * (b / total)
+    m2 = m2 + c_m2 + delta ** 2 * (count * b / total)
+    return total, mean, m2

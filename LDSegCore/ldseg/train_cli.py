@@ -1,0 +1,109 @@
+"""``ldseg train``: build or load the config, load the data, train, write the model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .config import DiffusionConfig, ModelConfig
+from .dataset import SegmentationDataset, find_pairs, split_cases
+from .device import resolve_device
+from .errors import InputError, LDSegError, OutputError
+from .modelfile import load_model_file
+from .models import resolve_model
+from .presets import config_for_dataset, model_name_from
+from .progress import Progress
+from .train import BEST_MODEL, CHECKPOINT, LAST_MODEL, Trainer, TrainOptions
+
+
+def _init_distributed(device: torch.device) -> None:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
+    name = args.name or model_name_from(Path(args.output))
+    if not args.init:
+        diffusion = DiffusionConfig(schedule=args.schedule, decoder_input=args.decoder_input)
+        config = config_for_dataset(pairs, size=args.size, grid=args.grid, class_names=args.class_names,
+                                    label_values=args.label_values, intensity=args.intensity, name=name,
+                                    modality=args.modality, diffusion=diffusion)
+        config.title, config.description = args.title or name, args.description
+        return config, None
+    init_path = resolve_model(args.init)
+    base, state = load_model_file(init_path)
+    same_classes = ((not args.class_names or tuple(args.class_names) == base.class_names)
+                    and (not args.label_values or tuple(args.label_values) == base.preprocessing.label_values))
+    if same_classes:
+        config = base
+    else:   # a new task: other classes, the init model's networks where they fit
+        config = config_for_dataset(pairs, size="paper", grid=args.grid or base.preprocessing.grid,
+                                    class_names=args.class_names, label_values=args.label_values,
+                                    intensity=base.preprocessing.intensity, name=name,
+                                    modality=args.modality or base.modality, diffusion=base.diffusion)
+        config.network = base.network
+        config.validate()
+    config.name = name
+    config.title = args.title or f"{base.title or base.name} (fine-tuned)"
+    config.description = args.description or base.description
+    config.training = {"fine_tuned_from": init_path.name, "base_training": base.training}
+    return config, state
+
+
+def run_training(args, progress: Progress) -> int:
+    output = Path(args.output)
+    if output.suffix != ".safetensors":
+        raise OutputError(f"{output}: model files end in .safetensors")
+    if output.exists() and not args.overwrite and not args.resume:
+        raise OutputError(f"{output}: exists; pass --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise OutputError(f"{output}: the folder {output.parent} does not exist")
+    device = resolve_device(args.device)
+    _init_distributed(device)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+
+    pairs = find_pairs(Path(args.dataset))
+    if args.cases:
+        pairs = pairs[:args.cases]
+    train_pairs, val_pairs = split_cases(pairs, args.val_fraction) if args.val_fraction > 0 else (pairs, [])
+    config, init_state = _config(args, pairs)
+
+    run_dir = Path(args.run_dir) if args.run_dir else output.with_suffix(".run")
+    if (run_dir / CHECKPOINT).exists() and not args.resume:
+        raise OutputError(f"{run_dir}: holds an earlier run; pass --resume to continue it or choose "
+                          "another --run-dir")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
+
+    load = lambda f, m: progress("load", 0.05 * f, m) if rank == 0 else None
+    train_set = SegmentationDataset(train_pairs, config.preprocessing, progress=load)
+    val_set = SegmentationDataset(val_pairs, config.preprocessing) if val_pairs else None
+    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
+                           gamma=args.gamma, lam=args.lam, latent_l1=args.latent_l1, ema_decay=args.ema_decay,
+                           augment=args.augment, seed=args.seed, precision=args.precision,
+                           validate_every=args.validate_every)
+    config.training = {**config.training, "dataset": str(Path(args.dataset).resolve().name),
+                       "train_names": [p.name for p in train_pairs], "val_names": [p.name for p in val_pairs]}
+    trainer = Trainer(config, train_set, val_set, options, run_dir, device, init_state=init_state,
+                      progress=progress if rank == 0 else (lambda *a, **k: None))
+    if args.resume and trainer.resume() and rank == 0:
+        progress.info(f"resuming {run_dir} after epoch {trainer.epoch}")
+    trainer.fit()
+    if rank == 0:
+        source = run_dir / (BEST_MODEL if (run_dir / BEST_MODEL).exists() else LAST_MODEL)
+        tmp = output.with_name(f".{output.name}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, output)
+        progress("done", 1.0, f"wrote {output} (best epoch {trainer.best_epoch}, "
+                 f"validation Dice {trainer.best_dice:.3f})" if trainer.best_dice >= 0 else f"wrote {output}",
+                 model=str(output))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0

@@ -1,0 +1,105 @@
+"""Sampler oracle: a denoiser that returns the true noise must give back z0.
+
+With eps_hat = (z_t - sqrt(ab_t) z0) / sqrt(1 - ab_t) every x0 estimate equals
+z0, so any correct sampler ends at z0 whatever K, schedule or dimension.
+"""
+
+import math
+
+import pytest
+import torch
+
+from ldseg.diffusion import NoiseSchedule, ScheduleConfig, sample, standardize
+
+
+def _oracle(schedule, z0):
+    def predict(z_t, t):
+        ab = schedule.alpha_bar[t].to(z_t.dtype).view(-1, *([1] * (z_t.dim() - 1)))
+        return (z_t - ab.sqrt() * z0) / (1 - ab).sqrt()
+    return predict
+
+
+SHAPES = {"2d": (3, 1, 8, 8), "3d": (2, 2, 4, 6, 4)}
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+@pytest.mark.parametrize("dims", ["2d", "3d"])
+@pytest.mark.parametrize("k", [1, 2, 5, 50, 1000])
+@pytest.mark.parametrize("restandardize", [False, True])
+def test_ddim_oracle_recovers_z0(kind, dims, k, restandardize):
+    schedule = NoiseSchedule(ScheduleConfig(kind=kind))
+    g = torch.Generator().manual_seed(k)
+    z0 = standardize(torch.randn(SHAPES[dims], generator=g, dtype=torch.float64))
+    z_T = torch.randn(z0.shape, generator=g, dtype=torch.float64)
+    out = sample(_oracle(schedule, z0), z_T, schedule, sampler="ddim", steps=k,
+                 restandardize=restandardize)
+    torch.testing.assert_close(out, z0, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+@pytest.mark.parametrize("dims", ["2d", "3d"])
+@pytest.mark.parametrize("sampler", ["ddpm", "single"])
+def test_ddpm_and_single_step_oracle_recover_z0(kind, dims, sampler):
+    schedule = NoiseSchedule(ScheduleConfig(kind=kind))
+    g = torch.Generator().manual_seed(0)
+    z0 = standardize(torch.randn(SHAPES[dims], generator=g, dtype=torch.float64))
+    z_T = torch.randn(z0.shape, generator=g, dtype=torch.float64)
+    out = sample(_oracle(schedule, z0), z_T, schedule, sampler=sampler, generator=g,
+                 restandardize=False)
+    torch.testing.assert_close(out, z0, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+@pytest.mark.parametrize("k", [1, 2, 5, 50, 1000])
+def test_ddim_oracle_float32(kind, k):
+    """In float32 the error is float rounding amplified by 1/sqrt(ab_T) at most."""
+    schedule = NoiseSchedule(ScheduleConfig(kind=kind))
+    g = torch.Generator().manual_seed(1)
+    z0 = standardize(torch.randn(4, 1, 16, 16, generator=g))
+    z_T = torch.randn(z0.shape, generator=g)
+    out = sample(_oracle(schedule, z0), z_T, schedule, sampler="ddim", steps=k, restandardize=True)
+    bound = 8 * torch.finfo(torch.float32).eps / math.sqrt(float(schedule.alpha_bar[-1]))
+    assert (out - z0).abs().max().item() < max(bound, 1e-5)
+
+
+def test_ddim_with_eta_oracle():
+    schedule = NoiseSchedule(ScheduleConfig(kind="cosine"))
+    g = torch.Generator().manual_seed(2)
+    z0 = standardize(torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64))
+    out = sample(_oracle(schedule, z0), torch.randn(z0.shape, generator=g, dtype=torch.float64),
+                 schedule, sampler="ddim", steps=10, eta=1.0, generator=g, restandardize=False)
+    torch.testing.assert_close(out, z0, atol=1e-9, rtol=0)
+
+
+def test_schedules_and_steps_follow_the_paper():
+    lin = NoiseSchedule(ScheduleConfig(kind="linear"))
+    cos = NoiseSchedule(ScheduleConfig(kind="cosine"))
+    for s in (lin, cos):
+        assert s.alpha_bar[0] == 1.0
+        assert len(s.alpha_bar) == 1001
+        assert torch.all(s.alpha_bar[1:] < s.alpha_bar[:-1])      # strictly decreasing
+        assert 0 < s.alpha_bar[-1] < 1e-3                           # nearly pure noise at T
+    assert lin.betas[1].item() == pytest.approx(1e-4) and lin.betas[-1].item() == pytest.approx(0.02)
+    assert cos.ddim_timesteps(2) == [1000, 1]
+    assert cos.ddim_timesteps(5) == [1000, 750, 500, 251, 1]       # round(linspace(1, 1000, 5))
+    assert cos.ddim_timesteps(1) == [1000]
+    assert cos.ddim_timesteps(1000) == list(range(1000, 0, -1))
+
+
+def test_forward_noise_is_independent_per_sample_and_never_clipped():
+    s = NoiseSchedule()
+    z0 = torch.full((2, 1, 4, 4), 5.0)    # far outside [-1, 1]
+    t = torch.tensor([1, 1])
+    noise = torch.randn(2, 1, 4, 4)
+    z_t = s.add_noise(z0, noise, t)
+    assert z_t.max() > 4.5
+    x0 = s.predict_x0(z_t, noise, t)
+    torch.testing.assert_close(x0, z0)
+
+
+def test_restandardize_is_per_sample():
+    z = torch.stack([torch.randn(1, 8, 8) * 3 + 2, torch.randn(1, 8, 8) * 0.1 - 5])
+    out = standardize(z)
+    for i in range(2):
+        assert out[i].mean().abs() < 1e-5
+        assert (out[i].std(unbiased=False) - 1).abs() < 1e-4
