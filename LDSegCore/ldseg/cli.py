@@ -25,6 +25,18 @@ EXIT_USER, EXIT_INTERNAL, EXIT_CANCELLED = 2, 1, 130
 
 # -- output staging ------------------------------------------------------------
 
+def check_output_folder(folder: Path) -> None:
+    """Fail before any work if ``folder`` cannot be created or written."""
+    folder = Path(folder).absolute()
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"{folder}: cannot write the output folder ({probe} is not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: cannot write the output folder (no permission in {probe})")
+
+
 class OutputFolder:
     """Files are written into a hidden staging folder inside ``folder`` and
     moved into place together at the end, so a failed or cancelled run leaves
@@ -79,11 +91,14 @@ _EXT = {"nifti": ".nii.gz", "nrrd": ".nrrd", "seg.nrrd": ".seg.nrrd"}
 def cmd_segment(args, progress: Progress) -> int:
     from .imageio import read_image, split_extension, write_image, write_segmentation_nrrd
     from .inference import Segmenter
+    from .preprocess import check_image
     from .preview import save_preview_png
 
     image_path = Path(args.image)
+    check_output_folder(Path(args.output))
     image = read_image(image_path)                       # bad input fails before anything is written
     segmenter = Segmenter(args.model, device=args.device, precision=args.precision)
+    check_image(image, segmenter.config.preprocessing)
     progress.info(f"model {segmenter.model_path.name} on {segmenter.device_description}"
                   + ("" if segmenter.device.type == "cuda" else " (no GPU in use: CPU run)"))
     result = segmenter.segment(image, samples=args.samples, steps=args.steps, sampler=args.sampler,

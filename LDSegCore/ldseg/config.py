@@ -173,7 +173,7 @@ def _dataclass_from(cls, d: dict[str, Any]):
         v = d[f.name]
         default = getattr(cls(), f.name)
         if isinstance(default, tuple):
-            if not isinstance(v, list):
+            if not isinstance(v, (list, tuple)):
                 raise ValueError(f"{f.name} must be a list")
             v = tuple(v)
         elif isinstance(default, bool):

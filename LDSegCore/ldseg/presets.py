@@ -61,7 +61,9 @@ def config_for_dataset(pairs: Sequence[CasePair], *, size: str = "small", grid: 
     values = tuple(sorted(found)) if label_values is None else tuple(int(v) for v in label_values)
     if 0 not in values:
         values = (0,) + values
-    net = network_preset(size)
+    # Self-attention over a 3D stage's tens of thousands of voxels costs far
+    # more memory than it is worth (the authors' 3D model has none either).
+    net = network_preset(size, image_attention=first.dims == 2)
     multiple = 2 ** net.downsamplings
     if grid is None:
         grid = infer_grid(shapes, multiple, DEFAULT_MAX_SIDE[first.dims])

@@ -47,31 +47,54 @@ def batch_size_for(model: LDSegNet, options: SamplingOptions) -> int:
     return max(1, min(options.samples, int(options.memory_budget // decoder_bytes_per_sample(model))))
 
 
+def sample_noise(options: SamplingOptions, index: int, shape) -> torch.Tensor:
+    """z_T of sample ``index``: its own seeded stream, so a sample does not
+    depend on how samples are batched (same result on any memory budget)."""
+    g = torch.Generator()
+    if options.seed is None:
+        g.seed()
+    else:
+        g.manual_seed(options.seed * 1_000_003 + index)
+    return torch.randn(shape, generator=g)
+
+
+@torch.inference_mode()
+def decode_samples(model: LDSegNet, z_i: torch.Tensor, z_T: torch.Tensor, schedule: NoiseSchedule,
+                   options: SamplingOptions, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Class probabilities (b, C, *grid) of the samples started from z_T (b, ...)."""
+    b = z_T.shape[0]
+    cond = z_i.expand(b, *z_i.shape[1:])
+    with autocast(z_i.device, options.bf16):
+        z0 = sample(lambda z, t: model.predict_noise(z, cond, t), z_T, schedule,
+                    sampler=options.sampler, steps=options.steps, eta=options.eta,
+                    restandardize=options.restandardize, generator=generator)
+        return model.decode(z0).float().softmax(dim=1)
+
+
 @torch.inference_mode()
 def sample_probabilities(model: LDSegNet, z_i: torch.Tensor, schedule: NoiseSchedule,
                          options: SamplingOptions,
-                         on_progress: Callable[[float], None] | None = None):
+                         on_progress: Callable[[float], None] | None = None,
+                         noise: Callable[[int], torch.Tensor] | None = None):
     """z_i: image latent of ONE image, shape (1, Ci, *latent).
 
     Returns (mean, sd): mean class probabilities (C, *grid) and their per-class
     standard deviation over the samples (C, *grid); sd is zero for N = 1.
+    ``noise(i)`` gives sample i's z_T (default: :func:`sample_noise`).
     """
     device = z_i.device
     n = options.samples
     batch = batch_size_for(model, options)
-    generator = torch.Generator().manual_seed(options.seed) if options.seed is not None else None
     latent_shape = (model.config.network.latent_channels, *z_i.shape[2:])
+    noise = noise or (lambda i: sample_noise(options, i, latent_shape))
+    # Stochastic steps (DDPM, DDIM eta > 0) draw from one seeded stream.
+    generator = torch.Generator().manual_seed(options.seed if options.seed is not None else 0)
     count, mean, m2 = 0, None, None
     done = 0
     while done < n:
         b = min(batch, n - done)
-        z_T = torch.randn((b, *latent_shape), generator=generator).to(device)
-        cond = z_i.expand(b, *z_i.shape[1:])
-        with autocast(device, options.bf16):
-            z0 = sample(lambda z, t: model.predict_noise(z, cond, t), z_T, schedule,
-                        sampler=options.sampler, steps=options.steps, eta=options.eta,
-                        restandardize=options.restandardize, generator=generator)
-            probs = model.decode(z0).float().softmax(dim=1)
+        z_T = torch.stack([noise(done + i) for i in range(b)]).to(device)
+        probs = decode_samples(model, z_i, z_T, schedule, options, generator)
         count, mean, m2 = _merge(count, mean, m2, probs.double())
         done += b
         if on_progress is not None:

@@ -77,11 +77,6 @@ def run_training(args, progress: Progress) -> int:
     if (run_dir / CHECKPOINT).exists() and not args.resume:
         raise OutputError(f"{run_dir}: holds an earlier run; pass --resume to continue it or choose "
                           "another --run-dir")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
-
     load = lambda f, m: progress("load", 0.05 * f, m) if rank == 0 else None
     train_set = SegmentationDataset(train_pairs, config.preprocessing, progress=load)
     val_set = SegmentationDataset(val_pairs, config.preprocessing) if val_pairs else None
@@ -91,6 +86,10 @@ def run_training(args, progress: Progress) -> int:
                            validate_every=args.validate_every)
     config.training = {**config.training, "dataset": str(Path(args.dataset).resolve().name),
                        "train_names": [p.name for p in train_pairs], "val_names": [p.name for p in val_pairs]}
+    try:    # only now: bad data must leave nothing behind
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
     trainer = Trainer(config, train_set, val_set, options, run_dir, device, init_state=init_state,
                       progress=progress if rank == 0 else (lambda *a, **k: None))
     if args.resume and trainer.resume() and rank == 0:

@@ -1,0 +1,76 @@
+"""The four networks: shapes for 2D/3D and any number of classes, the
+standardized label latent, configuration saved and restored."""
+
+import json
+
+import pytest
+import torch
+
+from ldseg.config import ModelConfig, NetworkConfig
+from ldseg.nn.ldseg_net import LDSegNet
+from ldseg.presets import network_preset
+from ldseg.preprocess import Preprocessing
+
+
+def _config(dims, channels, grid, classes, **net):
+    return ModelConfig(preprocessing=Preprocessing(dims=dims, channels=channels, grid=grid,
+                                                   label_values=tuple(range(classes))),
+                       class_names=tuple(f"c{i}" for i in range(classes)),
+                       network=network_preset("tiny", **net))
+
+
+@pytest.mark.parametrize("dims,channels,grid,classes", [
+    (2, 3, (32, 48), 2), (2, 1, (16, 16), 5), (3, 1, (16, 24, 8), 3), (3, 2, (8, 8, 8), 4)])
+def test_shapes_2d_3d_multiclass(dims, channels, grid, classes):
+    config = _config(dims, channels, grid, classes, image_attention=dims == 2)
+    model = LDSegNet(config)
+    b = 2
+    image = torch.randn(b, channels, *grid)
+    labels = torch.randint(0, classes, (b, *grid))
+    latent = (b, config.network.latent_channels, *config.latent_grid)
+    z0 = model.encode_label(labels)
+    assert z0.shape == latent
+    z_i = model.encode_image(image)
+    assert z_i.shape == (b, config.network.image_latent_channels, *config.latent_grid)
+    t = torch.tensor([1, 1000])
+    eps = model.predict_noise(torch.randn(latent), z_i, t)
+    assert eps.shape == latent
+    assert model.decode(z0).shape == (b, classes, *grid)
+    logits, eps_hat, z0b, z_t = model(image, labels, torch.randn(latent), t,
+                                      torch.full((b, 1) + (1,) * dims, 0.5), torch.full((b, 1) + (1,) * dims, 0.75))
+    assert logits.shape == (b, classes, *grid) and eps_hat.shape == latent
+
+
+def test_label_latent_is_standardized_per_sample():
+    model = LDSegNet(_config(2, 1, (32, 32), 3))
+    z0 = model.encode_label(torch.randint(0, 3, (3, 32, 32)))
+    flat = z0.flatten(1)
+    torch.testing.assert_close(flat.mean(1), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(flat.std(1, unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+
+
+def test_image_attention_is_switchable():
+    with_attn = LDSegNet(_config(2, 1, (16, 16), 2, image_attention=True))
+    without = LDSegNet(_config(2, 1, (16, 16), 2, image_attention=False))
+    names = lambda m: [n for n, _ in m.image_encoder.named_modules() if n.endswith("attn")]
+    assert len(names(with_attn)) == 2 and names(without) == []
+
+
+def test_denoiser_accepts_latent_grids_that_are_not_multiples_of_its_depth():
+    config = _config(3, 1, (24, 40, 8), 2, image_attention=False)   # latent 6 x 10 x 2
+    model = LDSegNet(config)
+    latent = (1, config.network.latent_channels, *config.latent_grid)
+    out = model.predict_noise(torch.randn(latent), torch.randn(1, config.network.image_latent_channels,
+                                                               *config.latent_grid), torch.tensor([10]))
+    assert out.shape == latent
+
+
+def test_config_round_trips_through_json_and_validates_the_grid():
+    config = _config(3, 1, (16, 24, 8), 3)
+    again = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again.to_dict() == config.to_dict()
+    assert isinstance(again.network, NetworkConfig) and again.network.encoder_widths == (8, 16, 32)
+    bad = config.to_dict()
+    bad["preprocessing"]["grid"] = [15, 24, 8]
+    with pytest.raises(ValueError, match="multiple of 4"):
+        ModelConfig.from_dict(bad)
