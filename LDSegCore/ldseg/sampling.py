@@ -64,10 +64,13 @@ def decode_samples(model: LDSegNet, z_i: torch.Tensor, z_T: torch.Tensor, schedu
     """Class probabilities (b, C, *grid) of the samples started from z_T (b, ...)."""
     b = z_T.shape[0]
     cond = z_i.expand(b, *z_i.shape[1:])
-    with autocast(z_i.device, options.bf16):
+    # The denoiser stays in fp32 on the CPU (it runs on the small latent, and
+    # oneDNN's bf16 3D convolutions misbehave on its 2x2x2 levels).
+    with autocast(z_i.device, options.bf16 and z_i.device.type != "cpu"):
         z0 = sample(lambda z, t: model.predict_noise(z, cond, t), z_T, schedule,
                     sampler=options.sampler, steps=options.steps, eta=options.eta,
                     restandardize=options.restandardize, generator=generator)
+    with autocast(z_i.device, options.bf16):
         return model.decode(z0).float().softmax(dim=1)
 
 

@@ -48,6 +48,7 @@ CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "best.safetensors"
 LAST_MODEL = "last.safetensors"
 LOG = "log.jsonl"
+MAX_SKIPPED_STEPS = 20
 CURVES = "curves.png"
 
 
@@ -121,6 +122,7 @@ class Trainer:
 
         torch.manual_seed(options.seed)            # same initial weights on every rank
         self.model = LDSegNet(config).to(device)
+        self.model.denoiser_fp32 = device.type == "cpu"
         if init_state is not None:
             load_matching(self.model, init_state)
         self.ema = EMA(self.model.denoiser, options.ema_decay)
@@ -128,6 +130,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, options.lr_decay)
         self.net = (nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model)
         self.epoch = 0
+        self.skipped = 0
         self.best_dice = -1.0
         self.best_epoch = 0
         self.log: list[dict[str, Any]] = []
@@ -178,7 +181,7 @@ class Trainer:
         config = copy.deepcopy(self.config)
         config.training = {**config.training, "epochs": self.epoch, "best_epoch": self.best_epoch,
                            "best_val_dice": round(self.best_dice, 4) if self.best_dice >= 0 else None,
-                           "train_cases": len(self.train_set),
+                           "train_cases": len(self.train_set), "world_size": self.world,
                            "val_cases": len(self.val_set) if self.val_set is not None else 0,
                            "options": asdict(self.options)}
         save_model(path, config, self.inference_state())
@@ -202,6 +205,7 @@ class Trainer:
         self.model.train()
         sums: dict[str, float] = {}
         batches = self._epoch_batches()
+        done = 0
         for step, idx in enumerate(batches):
             items = [self.train_set[i] for i in idx]
             images = torch.stack([it[0] for it in items])
@@ -230,15 +234,29 @@ class Trainer:
                                  "lower the learning rate")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if not self._gradients_finite():
+                # skip the update, as a grad scaler would; only a run of them is fatal
+                self.skipped += 1
+                if self.skipped >= MAX_SKIPPED_STEPS:
+                    raise LDSegError(f"training diverged at epoch {self.epoch + 1} (non-finite gradients "
+                                     f"in {self.skipped} steps in a row); lower the learning rate or "
+                                     "use --precision fp32")
+                continue
+            self.skipped = 0
             self.optimizer.step()
             self.ema.update(self.model.denoiser)
             terms["loss"] = loss
+            done += 1
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             self.progress("train", (self.epoch + (step + 1) / len(batches)) / opts.epochs,
                           f"epoch {self.epoch + 1}/{opts.epochs} loss {float(loss.detach()):.4f}")
         self.scheduler.step()
-        return {k: v / len(batches) for k, v in sums.items()}
+        return {k: v / max(1, done) for k, v in sums.items()}
+
+    def _gradients_finite(self) -> bool:
+        norms = [p.grad.detach().abs().amax() for p in self.model.parameters() if p.grad is not None]
+        return bool(torch.isfinite(torch.stack(norms)).all()) if norms else True
 
     @torch.inference_mode()
     def validate(self, dataset=None) -> float:

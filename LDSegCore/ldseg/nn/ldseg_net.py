@@ -24,6 +24,7 @@ class LDSegNet(nn.Module):
         self.image_encoder = ImageEncoder(dims, config.preprocessing.channels, net)
         self.denoiser = Denoiser(dims, net)
         self.decoder = LabelDecoder(dims, config.num_classes, net)
+        self.denoiser_fp32 = False     # set by the trainer on the CPU
 
     def encode_label(self, labels: torch.Tensor) -> torch.Tensor:
         """Class-index map (B, *grid) -> standardized label latent z_0."""
@@ -51,7 +52,14 @@ class LDSegNet(nn.Module):
         z0 = self.encode_label(labels)
         z_i = self.encode_image(image)
         z_t = sqrt_ab * z0 + sqrt_1m_ab * noise
-        eps_hat = self.denoiser(z_t, z_i, t)
+        if self.denoiser_fp32 and torch.is_autocast_enabled(z_t.device.type):
+            # oneDNN's bf16 Conv3d weight gradient on 2x2x2 inputs (the
+            # denoiser's lowest level) is sometimes inf/NaN; the latent is
+            # small, so fp32 here costs little.
+            with torch.autocast(z_t.device.type, enabled=False):
+                eps_hat = self.denoiser(z_t.float(), z_i.float(), t)
+        else:
+            eps_hat = self.denoiser(z_t, z_i, t)
         if self.config.diffusion.decoder_input == "paper":
             z_dn = z_t - eps_hat                         # eq. 12: subtract the predicted noise
         else:

@@ -1,0 +1,1 @@
+# (intentionally empty: Slicer's extension config / CPack includes)

@@ -1,0 +1,144 @@
+"""Training: real learning on real cases, exact resume, distributed training
+with torchrun, and fine-tuning."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ldseg.dataset import SegmentationDataset, find_pairs
+from ldseg.modelfile import load_model_file, read_config
+from ldseg.nn.ldseg_net import LDSegNet
+from ldseg.presets import config_for_dataset
+from ldseg.train import Trainer, TrainOptions, load_matching
+
+from conftest import make_model_file
+
+
+def _ldseg(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "ldseg", *map(str, args)], capture_output=True, text=True,
+                          timeout=kw.pop("timeout", 300), **kw)
+
+
+EPOCHS, BATCH = 150, 2
+
+
+def test_learns_real_glands_to_training_dice_0_9(shared_data, tmp_path):
+    """8 real GlaS cases, the tiny network, a couple of minutes on 2 CPU cores:
+    the full sampling pipeline (DDIM K=2 from noise, EMA denoiser) must
+    reproduce the training labels with Dice >= 0.9."""
+    pairs = find_pairs(shared_data / "glas" / "train")[:8]
+    config = config_for_dataset(pairs, size="tiny", grid=(64, 64), class_names=("background", "gland"))
+    data = SegmentationDataset(pairs, config.preprocessing)
+    options = TrainOptions(epochs=EPOCHS, batch_size=BATCH, lr=3e-3, lr_decay=1.0, ema_decay=0.99,
+                           augment=False, validate_every=EPOCHS, seed=0)
+    trainer = Trainer(config, data, data, options, tmp_path, torch.device("cpu"))
+    trainer.fit()
+    dice = trainer.log[-1]["val_dice"]
+    print(f"training Dice after {EPOCHS} epochs: {dice:.3f}")
+    assert dice >= 0.9
+    # the written files: best model, JSON-lines log with every loss, curve picture
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == EPOCHS and {"loss", "loss_ce", "loss_dice", "loss_mse", "seconds"} <= set(rows[0])
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert read_config(tmp_path / "best.safetensors").training["best_val_dice"] == pytest.approx(dice, abs=1e-4)
+
+
+
+
+def _train_args(data, out, epochs, *extra):
+    return ["train", data, "-o", out, "--cases", 8, "--size", "tiny", "--grid", 32, 32, "--epochs", epochs,
+            "--batch-size", 2, "--val-fraction", 0.25, "--seed", 3, "--ema-decay", 0.9, *extra]
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(shared_data, tmp_path):
+    data = shared_data / "glas" / "train"
+    epochs = 30
+    straight = _ldseg(*_train_args(data, tmp_path / "a.safetensors", epochs, "--progress", "none"))
+    assert straight.returncode == 0, straight.stderr
+
+    out = tmp_path / "b.safetensors"
+    proc = subprocess.Popen([sys.executable, "-m", "ldseg", *map(str, _train_args(data, out, epochs, "--progress",
+                                                                                   "none"))],
+                            stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "b.run" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "cancelled" in err and not out.exists()
+    done = len(log.read_text().splitlines())
+    assert 3 <= done < epochs
+
+    resumed = _ldseg(*_train_args(data, out, epochs, "--resume", "--progress", "none"))
+    assert resumed.returncode == 0, resumed.stderr
+    _, a = load_model_file(tmp_path / "a.safetensors")
+    _, b = load_model_file(out)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert len(log.read_text().splitlines()) == epochs
+
+
+def test_a_second_run_in_the_same_folder_needs_resume(shared_data, tmp_path):
+    data = shared_data / "glas" / "train"
+    first = _ldseg(*_train_args(data, tmp_path / "m.safetensors", 1, "--progress", "none"))
+    assert first.returncode == 0, first.stderr
+    again = _ldseg(*_train_args(data, tmp_path / "m2.safetensors", 1, "--progress", "none",
+                                "--run-dir", tmp_path / "m.run"))
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_distributed_training_with_two_gloo_processes(shared_data, tmp_path):
+    out = tmp_path / "ddp.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "ldseg", *map(str, _train_args(shared_data / "glas" / "train", out, 2,
+                                                                 "--progress", "json"))],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    training = read_config(out).training
+    assert training["world_size"] == 2
+    assert training["epochs"] == 2 and training["train_cases"] == 6
+
+
+def test_fine_tune_same_classes_starts_from_the_model(shared_data, tmp_path):
+    data = shared_data / "glas" / "train"
+    base = tmp_path / "base.safetensors"
+    assert _ldseg(*_train_args(data, base, 2, "--progress", "none")).returncode == 0
+    tuned = tmp_path / "tuned.safetensors"
+    proc = _ldseg(*_train_args(data, tuned, 1, "--progress", "none", "--init", base, "--lr", 1e-5))
+    assert proc.returncode == 0, proc.stderr
+    cfg = read_config(tuned)
+    assert cfg.training["fine_tuned_from"] == "base.safetensors"
+    assert cfg.class_names == read_config(base).class_names
+    _, a = load_model_file(base)
+    _, b = load_model_file(tuned)
+    # a tiny learning rate for one epoch: close to the base, but changed
+    diffs = [float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point()]
+    assert max(diffs) > 0 and max(diffs) < 0.05
+
+
+def test_new_task_reuses_every_layer_that_fits(tmp_path, shared_data):
+    base = make_model_file(tmp_path / "two.safetensors", grid=(16, 16, 16), label_values=(0, 1))
+    base_cfg, state = load_model_file(base)
+    pairs = find_pairs(shared_data / "hippocampus")[:2]
+    new_cfg = config_for_dataset(pairs, size="tiny", grid=(16, 16, 16), class_names=("bg", "ant", "post"))
+    new_cfg.network = base_cfg.network
+    fresh = load_matching(LDSegNet(new_cfg), state)
+    # only the layers that see the number of classes start afresh
+    assert fresh and all(k.startswith(("label_encoder.encoder.body.0.", "decoder.body.")) for k in fresh)
+    assert len(fresh) < 8
+    proc = _ldseg("train", shared_data / "hippocampus", "-o", tmp_path / "three.safetensors", "--cases", 4,
+                  "--init", base, "--class-names", "bg", "ant", "post", "--label-values", 0, 1, 2,
+                  "--epochs", 1, "--progress", "none", "--grid", 16, 16, 16)
+    assert proc.returncode == 0, proc.stderr
+    assert read_config(tmp_path / "three.safetensors").class_names == ("bg", "ant", "post")
