@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import CancelledError, InputError, LDSegError, OutputError
+from .errors import CancelledError, LDSegError, OutputError
 from .progress import MODES, Progress
 
 EXIT_USER, EXIT_INTERNAL, EXIT_CANCELLED = 2, 1, 130
@@ -87,6 +87,9 @@ def _output_format(image_path: Path, requested: str | None) -> str:
 
 _EXT = {"nifti": ".nii.gz", "nrrd": ".nrrd", "seg.nrrd": ".seg.nrrd"}
 
+#: How ``ldseg info`` names each architecture.
+ARCHITECTURE_NAMES = {"ldseg": "LDSeg (latent diffusion)", "resunet": "Res-UNet (deterministic baseline)"}
+
 
 def cmd_segment(args, progress: Progress) -> int:
     from .imageio import read_image, split_extension, write_image, write_segmentation_nrrd
@@ -129,6 +132,7 @@ def cmd_segment(args, progress: Progress) -> int:
                          title=f"{config.title or config.name}: {image_path.name}")
         manifest = {
             "input": str(image_path), "model": str(segmenter.model_path), "device": result.device,
+            "architecture": config.architecture,
             "samples": result.samples, "steps": result.steps, "sampler": result.sampler,
             "seed": args.seed, "seconds": result.seconds.get("total"), "timings": result.seconds,
             "classes": config.summary()["classes"],
@@ -136,6 +140,8 @@ def cmd_segment(args, progress: Progress) -> int:
                      | {"probabilities": str(out.final(files["probabilities"])) if args.probabilities else None},
             "engine_version": __version__,
         }
+        if result.note:
+            manifest["note"] = result.note
         out.path(files["result"]).write_text(json.dumps(manifest, indent=2))
     progress("done", 1.0, f"wrote {len(files)} files to {args.output}", result=str(Path(args.output) / files["result"]))
     if args.progress != "json":
@@ -147,10 +153,11 @@ def cmd_segment(args, progress: Progress) -> int:
 def cmd_info(args, progress: Progress) -> int:
     from .models import resolve_model
     from .modelfile import read_config
-    from .nn.ldseg_net import LDSegNet, count_parameters
+    from .nn import build_network
+    from .nn.ldseg_net import count_parameters
     path = resolve_model(args.model)
     config = read_config(path)
-    info = {**config.summary(), "path": str(path), "parameters": count_parameters(LDSegNet(config)),
+    info = {**config.summary(), "path": str(path), "parameters": count_parameters(build_network(config)),
             "preprocessing": config.preprocessing.to_dict(), "network": config.to_dict()["network"],
             "diffusion": config.to_dict()["diffusion"]}
     if args.json:
@@ -159,11 +166,15 @@ def cmd_info(args, progress: Progress) -> int:
     print(f"{info['title']}  ({path})")
     if info["description"]:
         print(f"  {info['description']}")
+    print(f"  architecture: {ARCHITECTURE_NAMES[info['architecture']]}")
     print(f"  {info['dims']}D, {info['channels']} channel(s), modality: {info['modality'] or 'unspecified'}")
     print(f"  grid {' x '.join(map(str, info['grid']))}, {info['parameters']:,} parameters")
     print("  classes: " + ", ".join(f"{c['name']} (label {c['label_value']})" for c in info["classes"]))
-    print(f"  sampling: {info['sampler']} K={info['sampling_steps']}, schedule {info['diffusion']['schedule']} "
-          f"T={info['diffusion']['steps']}")
+    if config.uses_diffusion:
+        print(f"  sampling: {info['sampler']} K={info['sampling_steps']}, schedule {info['diffusion']['schedule']} "
+              f"T={info['diffusion']['steps']}")
+    else:
+        print("  sampling: none (one forward pass; no uncertainty map)")
     if info["training"]:
         t = info["training"]
         print(f"  trained: {t.get('epochs')} epochs, best validation Dice {t.get('best_val_dice')} "
@@ -232,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     t.add_argument("--init", help="start from this model (fine-tuning)")
     t.add_argument("--size", default="small", help="network size for a new model: tiny, small, paper")
+    t.add_argument("--architecture", choices=tuple(ARCHITECTURE_NAMES), default=None,
+                   help="ldseg (default), or the deterministic Res-UNet baseline of the same sizes "
+                        "(with --init: the init model's)")
     t.add_argument("--grid", type=int, nargs="+", help="model grid (numpy order, e.g. z y x)")
     t.add_argument("--class-names", nargs="+", help="class names, background first")
     t.add_argument("--label-values", type=int, nargs="+", help="label value of each class, 0 first")

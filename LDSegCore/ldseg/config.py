@@ -14,6 +14,11 @@ from . import MODEL_FORMAT_VERSION, __version__
 from .diffusion import SAMPLERS, SCHEDULES, ScheduleConfig
 from .preprocess import Preprocessing
 
+#: Network architectures a model file can hold: LDSeg's latent diffusion
+#: (four networks, sampled), or the deterministic Res-UNet baseline that the
+#: paper compares against (one forward pass, no uncertainty).
+ARCHITECTURES = ("ldseg", "resunet")
+
 #: Default colors for class 1, 2, ... (class 0, background, is never drawn).
 DEFAULT_COLORS = [(0, 0, 0), (230, 80, 60), (60, 160, 230), (250, 200, 40), (120, 200, 90),
                   (180, 100, 220), (240, 140, 200), (90, 210, 200), (200, 160, 110)]
@@ -88,6 +93,7 @@ class ModelConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     training: dict[str, Any] = field(default_factory=dict)   # summary of how it was trained
+    architecture: str = "ldseg"              # one of ARCHITECTURES; files without it are LDSeg
     format_version: int = MODEL_FORMAT_VERSION
     engine_version: str = __version__
 
@@ -107,11 +113,19 @@ class ModelConfig:
         return len(self.class_names)
 
     @property
+    def uses_diffusion(self) -> bool:
+        """True for LDSeg (trained with noise, sampled at inference); False for
+        the deterministic baseline, which has no latent, sampler or EMA."""
+        return self.architecture == "ldseg"
+
+    @property
     def latent_grid(self) -> tuple[int, ...]:
         f = 2 ** self.network.downsamplings
         return tuple(g // f for g in self.preprocessing.grid)
 
     def validate(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r} (known: {', '.join(ARCHITECTURES)})")
         self.network.validate()
         self.diffusion.validate()
         pre = self.preprocessing
@@ -152,6 +166,7 @@ class ModelConfig:
         """What a user (or the Slicer model list) wants to see of a model."""
         return {
             "name": self.name, "title": self.title or self.name, "description": self.description,
+            "architecture": self.architecture,
             "modality": self.modality, "dims": self.dims, "channels": self.preprocessing.channels,
             "grid": list(self.preprocessing.grid),
             "classes": [{"index": i, "name": n, "label_value": int(v), "color": list(c)}

@@ -40,8 +40,11 @@ def run_evaluation(args, progress: Progress) -> int:
         from .errors import OutputError
         raise OutputError(f"{output}: cannot create the output folder ({e.strerror})") from None
     write_table_csv(rows, output / "cases.csv")
+    # what actually ran: a deterministic baseline takes one pass, no sampling steps
+    samples, steps = ((args.samples, args.steps or config.diffusion.sampling_steps) if config.uses_diffusion
+                      else (1, 0))
     write_json({"model": str(segmenter.model_path), "dataset": str(args.dataset), "cases": len(rows),
-                "samples": args.samples, "steps": args.steps or config.diffusion.sampling_steps,
+                "architecture": config.architecture, "samples": samples, "steps": steps,
                 "summary": summary}, output / "summary.json")
     progress("done", 1.0, f"evaluated {len(rows)} cases; wrote {output}/cases.csv and summary.json")
     print(format_summary(summary))

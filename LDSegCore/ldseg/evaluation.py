@@ -5,18 +5,15 @@ atomically (temporary file in the same folder, then ``os.replace``) so a
 crash or a full disk never leaves a half-written report behind.
 """
 
-import contextlib
 import csv
 import json
 import math
-import os
-import secrets
 from numbers import Number
 from pathlib import Path
 
 import numpy as np
 
-from .errors import OutputError
+from .atomic import atomic_path
 from .metrics import dice_per_class, hausdorff95_per_class, iou_per_class
 
 __all__ = [
@@ -25,7 +22,6 @@ __all__ = [
     "write_table_csv",
     "write_json",
     "format_summary",
-    "atomic_path",
 ]
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -140,27 +136,6 @@ def _fmt(value):
 
 # ---------------------------------------------------------------- files
 
-@contextlib.contextmanager
-def atomic_path(path, suffix=""):
-    """Yield a temporary path beside ``path``; move it there on success.
-
-    The caller creates the temporary file (so it gets the usual permissions,
-    unlike mkstemp's 0600). On any error it is removed; OS errors become
-    :class:`OutputError` naming the destination.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}.tmp"
-    try:
-        yield str(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        # After a successful replace the temporary name no longer exists.
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
 
 
 def _csv_cell(value):

@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from .atomic import atomic_path
 from .errors import InputError, OutputError
 
 __all__ = [
@@ -479,25 +479,15 @@ def _write_sitk(image: sitk.Image, path: str, compress: bool) -> None:
 
 
 def _atomic_write(image: sitk.Image, path: Path, ext: str) -> None:
-    """Write to a hidden temp file in the target folder, then rename.
-
-    The rename is atomic on one file system, so readers (Slicer watching the
-    folder, a crash mid-write) never see a half-written output.
-    """
-    stem = split_extension(path)[0]
-    tmp = path.parent / f".{stem}.tmp-{uuid.uuid4().hex[:8]}{ext}"
+    """Write through a temp file beside ``path`` (see :mod:`ldseg.atomic`);
+    ITK's errors become one-line OutputErrors."""
     try:
-        _write_sitk(image, str(tmp), ext in _COMPRESSED_EXTENSIONS)
-        os.replace(tmp, path)
-    except (RuntimeError, OSError) as exc:
+        with atomic_path(path, suffix=ext) as tmp:
+            _write_sitk(image, tmp, ext in _COMPRESSED_EXTENSIONS)
+    except RuntimeError as exc:
         detail = str(exc).strip().splitlines()
         reason = detail[-1].strip() if detail else type(exc).__name__
-        raise OutputError(
-            f"{_display_name(path)}: could not be written " f"({reason[:200]})"
-        ) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        raise OutputError(f"{_display_name(path)}: could not be written ({reason[:200]})") from None
 
 
 def _writable_array(array: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@ Load a model once, segment many images. Each image is prepared exactly as in
 training (intensity normalization, model grid), encoded ONCE, sampled N times
 (batched under a memory bound), decoded, and the mean class probabilities and
 per-voxel SD are resampled back to the input's own grid; the result carries
-the input's geometry unchanged.
+the input's geometry unchanged. A deterministic Res-UNet baseline model runs
+one forward pass instead (its SD is exactly zero; sampler options are moot).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .imageio import Geometry, MedicalImage, read_image
 from .models import load_model
 from .preprocess import classes_to_labels, prepare_image, restore_probabilities
 from .progress import null_progress
-from .sampling import SamplingOptions, sample_probabilities
+from .sampling import SamplingOptions, forward_probabilities, sample_probabilities
 
 
 @dataclass
@@ -41,6 +42,7 @@ class SegmentationResult:
     steps: int
     device: str
     seconds: dict[str, float] = field(default_factory=dict)
+    note: str = ""                # e.g. why a deterministic model's SD is zero
 
 
 class Segmenter:
@@ -67,10 +69,17 @@ class Segmenter:
         if samples < 1:
             raise InputError("the number of samples must be at least 1")
         diff = self.config.diffusion
-        sampler = sampler or diff.sampler
-        steps = steps or diff.sampling_steps
-        if not 1 <= steps <= diff.steps:
-            raise InputError(f"steps must be between 1 and {diff.steps}")
+        note = ""
+        if self.config.uses_diffusion:
+            sampler = sampler or diff.sampler
+            steps = steps or diff.sampling_steps
+            if not 1 <= steps <= diff.steps:
+                raise InputError(f"steps must be between 1 and {diff.steps}")
+        else:   # nothing to sample: steps and sampler do not apply, N samples would be equal
+            note = ("deterministic Res-UNet: one forward pass"
+                    + (f"; the {samples} samples asked for would all be equal, so the SD is exactly 0"
+                       if samples > 1 else ""))
+            samples, sampler, steps = 1, "none", 0
         times: dict[str, float] = {}
         t0 = time.perf_counter()
         progress("load", 0.0, "reading the image")
@@ -79,20 +88,15 @@ class Segmenter:
         times["prepare"] = time.perf_counter() - t0
 
         with torch.inference_mode():
-            t1 = time.perf_counter()
-            progress("encode", 0.05, "encoding the image")
-            with autocast(self.device, self.bf16):
-                z_i = self.model.encode_image(x).float()
-            times["encode"] = time.perf_counter() - t1
-
-            t2 = time.perf_counter()
-            options = SamplingOptions(samples=samples, sampler=sampler, steps=steps, eta=eta,
-                                      restandardize=diff.restandardize, seed=seed, bf16=self.bf16,
-                                      memory_budget=self.memory_budget)
-            mean, sd = sample_probabilities(
-                self.model, z_i, self.schedule, options,
-                on_progress=lambda f: progress("sample", 0.1 + 0.8 * f, f"{round(f * samples)}/{samples} samples"))
-            times["sample"] = time.perf_counter() - t2
+            if self.config.uses_diffusion:
+                mean, sd = self._sample(x, samples, sampler, steps, eta, seed, progress, times)
+            else:
+                t1 = time.perf_counter()
+                progress("encode", 0.05, "running the network")
+                mean = forward_probabilities(self.model, x, self.bf16)
+                sd = torch.zeros_like(mean)
+                times["forward"] = time.perf_counter() - t1
+                progress("sample", 0.9, note)
 
             t3 = time.perf_counter()
             progress("decode", 0.92, "resampling to the input grid")
@@ -110,7 +114,25 @@ class Segmenter:
             labels=classes_to_labels(classes, self.config.preprocessing), classes=classes,
             probabilities=probs.cpu().numpy().astype(np.float32), sd=sd_map.cpu().numpy().astype(np.float32),
             geometry=image.geometry, samples=samples, sampler=sampler, steps=steps,
-            device=str(self.device), seconds={k: round(v, 4) for k, v in times.items()})
+            device=str(self.device), seconds={k: round(v, 4) for k, v in times.items()}, note=note)
+
+    def _sample(self, x, samples, sampler, steps, eta, seed, progress, times):
+        """LDSeg: encode the image once, then N diffusion samples -> (mean, sd)."""
+        t1 = time.perf_counter()
+        progress("encode", 0.05, "encoding the image")
+        with autocast(self.device, self.bf16):
+            z_i = self.model.encode_image(x).float()
+        times["encode"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        options = SamplingOptions(samples=samples, sampler=sampler, steps=steps, eta=eta,
+                                  restandardize=self.config.diffusion.restandardize, seed=seed, bf16=self.bf16,
+                                  memory_budget=self.memory_budget)
+        mean, sd = sample_probabilities(
+            self.model, z_i, self.schedule, options,
+            on_progress=lambda f: progress("sample", 0.1 + 0.8 * f, f"{round(f * samples)}/{samples} samples"))
+        times["sample"] = time.perf_counter() - t2
+        return mean, sd
 
     def _as_image(self, image, geometry: Geometry | None) -> MedicalImage:
         if isinstance(image, MedicalImage):

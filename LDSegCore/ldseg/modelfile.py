@@ -10,9 +10,7 @@ engine needs no extra dependency for it.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,8 @@ import torch
 
 from . import MODEL_FORMAT_VERSION
 from .config import ModelConfig
-from .errors import ModelFileError, OutputError
+from .atomic import atomic_path
+from .errors import ModelFileError
 
 MAGIC = "ldseg-model"
 MAX_HEADER = 64 * 1024 * 1024
@@ -53,27 +52,9 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
         offset += len(data)
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * ((8 - len(raw) % 8) % 8)          # align the data section
-    _atomic_write(path, [struct.pack("<Q", len(raw)), raw, *blobs])
-
-
-def _atomic_write(path: Path, chunks: list[bytes]) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{path}: the folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write in {folder} ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for chunk in (struct.pack("<Q", len(raw)), raw, *blobs):
+            f.write(chunk)
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .config import ModelConfig
 from .errors import ModelFileError, LDSegError
 from .modelfile import load_model_file, read_config
-from .nn.ldseg_net import LDSegNet
+from .nn import build_network
 
 #: Name of the model used when none is given.
 DEFAULT_MODEL = "hippocampus"
@@ -73,8 +74,10 @@ def resolve_model(spec: str | os.PathLike | None = None) -> Path:
     return matches[-1]   # the user's own copy wins over a shipped one of the same name
 
 
-def build_model(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> LDSegNet:
-    model = LDSegNet(config)
+def build_model(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """The config's network (LDSeg or the Res-UNet baseline) with ``state``
+    loaded; any mismatch is a ModelFileError naming ``source``."""
+    model = build_network(config)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -88,7 +91,7 @@ def build_model(config: ModelConfig, state: dict[str, torch.Tensor], source: str
     return model.eval()
 
 
-def load_model(spec: str | os.PathLike | None = None) -> tuple[LDSegNet, Path]:
+def load_model(spec: str | os.PathLike | None = None) -> tuple[nn.Module, Path]:
     path = resolve_model(spec)
     config, state = load_model_file(path)
     try:

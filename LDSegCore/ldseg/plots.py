@@ -6,7 +6,7 @@ and used without pyplot, so no global backend is switched.
 
 import math
 
-from .evaluation import atomic_path
+from .atomic import atomic_path
 
 __all__ = ["save_training_curves"]
 

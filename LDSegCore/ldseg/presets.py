@@ -46,7 +46,7 @@ def infer_grid(shapes: Sequence[Sequence[int]], multiple: int, max_side: int) ->
 def config_for_dataset(pairs: Sequence[CasePair], *, size: str = "small", grid: Sequence[int] | None = None,
                        class_names: Sequence[str] | None = None, label_values: Sequence[int] | None = None,
                        intensity: str = "minmax", name: str = "ldseg-model", modality: str = "",
-                       diffusion: DiffusionConfig | None = None) -> ModelConfig:
+                       diffusion: DiffusionConfig | None = None, architecture: str = "ldseg") -> ModelConfig:
     """A new model's config from its training data: dims and channels from the
     images, label values found in the labels (unless given), grid from the
     case sizes (unless given)."""
@@ -73,7 +73,7 @@ def config_for_dataset(pairs: Sequence[CasePair], *, size: str = "small", grid: 
     pre = Preprocessing(dims=first.dims, channels=first.channels, grid=tuple(int(g) for g in grid),
                         intensity=intensity, label_values=values)
     config = ModelConfig(preprocessing=pre, class_names=names, name=name, modality=modality,
-                         network=net, diffusion=diffusion or DiffusionConfig())
+                         network=net, diffusion=diffusion or DiffusionConfig(), architecture=architecture)
     try:
         config.validate()
     except ValueError as e:

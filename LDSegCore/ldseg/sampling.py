@@ -1,5 +1,6 @@
 """From an image latent to class probabilities: N samples of the diffusion
-sampler, decoded and reduced to their mean and per-voxel SD.
+sampler, decoded and reduced to their mean and per-voxel SD (and, for the
+deterministic Res-UNet baseline, the one forward pass that replaces them).
 
 Shared by the trainer (validation) and the Segmenter. Samples are processed
 in batches under a memory bound, the image latent is computed once by the
@@ -104,6 +105,18 @@ def sample_probabilities(model: LDSegNet, z_i: torch.Tensor, schedule: NoiseSche
             on_progress(done / n)
     sd = (m2 / count).clamp_min(0).sqrt() if count > 1 else torch.zeros_like(mean)
     return mean.float(), sd.float()
+
+
+@torch.inference_mode()
+def forward_probabilities(model: torch.nn.Module, image: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """Class probabilities (C, *grid) of a deterministic network (the Res-UNet
+    baseline) for ONE prepared image (1, C, *grid).
+
+    One forward pass: any number of "samples" would all be this same map, so
+    callers report an SD of exactly zero instead of running it N times.
+    """
+    with autocast(image.device, bf16):
+        return model(image).float().softmax(dim=1)[0]
 
 
 def _merge(count, mean, m2, chunk: torch.Tensor):

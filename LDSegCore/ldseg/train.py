@@ -5,6 +5,12 @@ loss = CE(y_hat, y) + gamma * DiceLoss(y_hat, y) + lambda * ||eps - eps_hat||^2
 Adam with an exponentially decaying learning rate, EMA of the denoiser (the
 EMA weights are what a model file carries for inference).
 
+The deterministic Res-UNet baseline (``architecture: resunet``) goes through
+the same trainer (data, split, augmentation, optimizer, learning-rate decay,
+checkpoints, exact resume, validation, log, DDP) with CE + gamma * Dice only
+and no EMA: LDSeg's EMA covers its denoiser alone (its encoders and decoder
+are used raw), so the baseline's encoder/decoder are used raw as well.
+
 Exact resume: every epoch's random streams (order, augmentation, timesteps,
 noise, dropout) are seeded from (seed, epoch, rank), and a checkpoint holds
 everything else at an epoch boundary; so an interrupted run resumed from its
@@ -21,8 +27,6 @@ import copy
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,14 +39,16 @@ from torch import nn
 from .config import ModelConfig
 from .device import autocast, describe, use_bf16
 from .diffusion import NoiseSchedule
-from .errors import InputError, LDSegError, OutputError
+from .errors import InputError, LDSegError
 from .losses import segmentation_loss
+from .atomic import write_bytes_atomic
 from .augment import random_flip
 from .metrics import dice_per_class
 from .modelfile import save_model
+from .nn import build_network
 from .nn.ldseg_net import LDSegNet
 from .progress import null_progress
-from .sampling import SamplingOptions, sample_probabilities
+from .sampling import SamplingOptions, forward_probabilities, sample_probabilities
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "best.safetensors"
@@ -121,11 +127,13 @@ class Trainer:
         self.schedule = NoiseSchedule(config.diffusion.schedule_config())
 
         torch.manual_seed(options.seed)            # same initial weights on every rank
-        self.model = LDSegNet(config).to(device)
-        self.model.denoiser_fp32 = device.type == "cpu"
+        self.model = build_network(config).to(device)
         if init_state is not None:
             load_matching(self.model, init_state)
-        self.ema = EMA(self.model.denoiser, options.ema_decay)
+        self.ema: EMA | None = None                # the Res-UNet baseline has none
+        if config.uses_diffusion:
+            self.model.denoiser_fp32 = device.type == "cpu"
+            self.ema = EMA(self.model.denoiser, options.ema_decay)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, options.lr_decay)
         self.net = (nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model)
@@ -137,14 +145,18 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------
     def _checkpoint_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "config": json.dumps(self.config.to_dict()),
             "options": json.dumps(asdict(self.options)),
             "epoch": self.epoch, "best_dice": self.best_dice, "best_epoch": self.best_epoch,
-            "log": json.dumps(self.log), "ema_updates": self.ema.updates,
-            "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
+            "log": json.dumps(self.log),
+            "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
         }
+        if self.ema is not None:
+            state["ema_updates"] = self.ema.updates
+            state["ema"] = self.ema.module.state_dict()
+        return state
 
     def resume(self) -> bool:
         """Continue from run_dir's checkpoint if there is one; True if resumed."""
@@ -155,12 +167,13 @@ class Trainer:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:   # a truncated or foreign file
             raise LDSegError(f"{path}: cannot resume from this checkpoint ({type(e).__name__})") from None
-        if json.loads(state["config"]) != json.loads(json.dumps(self.config.to_dict())):
+        if _normalized_config(state["config"]) != json.loads(json.dumps(self.config.to_dict())):
             raise LDSegError(f"{path}: the checkpoint belongs to a different model configuration; "
                              "use another run folder")
         self.model.load_state_dict(state["model"])
-        self.ema.module.load_state_dict(state["ema"])
-        self.ema.updates = int(state["ema_updates"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["ema"])
+            self.ema.updates = int(state["ema_updates"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
@@ -171,11 +184,13 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         buffer = io.BytesIO()
         torch.save(self._checkpoint_state(), buffer)
-        _atomic_bytes(self.run_dir / CHECKPOINT, buffer.getvalue())
+        write_bytes_atomic(self.run_dir / CHECKPOINT, buffer.getvalue())
 
     def inference_state(self) -> dict[str, torch.Tensor]:
-        """Weights for a model file: the EMA denoiser in place of the raw one."""
-        return {k: v.detach().cpu() for k, v in inference_view(self.model, self.ema.module).state_dict().items()}
+        """Weights for a model file: the EMA denoiser in place of the raw one
+        (the Res-UNet baseline: its weights as trained)."""
+        model = inference_view(self.model, self.ema.module) if self.ema is not None else self.model
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
     def save_model(self, path: Path) -> None:
         config = copy.deepcopy(self.config)
@@ -197,7 +212,7 @@ class Trainer:
         return [shard[i:i + bs] for i in range(0, len(shard), bs)]
 
     def _train_epoch(self) -> dict[str, float]:
-        opts, dev = self.options, self.device
+        opts = self.options
         seeds = [_seed_for(opts.seed, self.epoch, self.rank, s) for s in (1, 2, 3)]
         aug_gen = torch.Generator().manual_seed(seeds[0])
         noise_gen = torch.Generator().manual_seed(seeds[1])
@@ -212,23 +227,10 @@ class Trainer:
             labels = torch.stack([it[1] for it in items])
             if opts.augment:
                 images, labels = random_flip(images, labels, aug_gen)
-            b = images.shape[0]
-            t = self.schedule.sample_timesteps(b, noise_gen)
-            latent = (b, self.config.network.latent_channels, *self.config.latent_grid)
-            noise = torch.randn(latent, generator=noise_gen)         # independent per sample
-            ab = self.schedule.alpha_bar[t].float().view(b, *([1] * (len(latent) - 1)))
-            images, labels, t, noise, ab = (x.to(dev) for x in (images, labels, t, noise, ab))
-            with autocast(dev, self.bf16):
-                logits, eps_hat, z0, z_t = self.net(images, labels, noise, t, ab.sqrt(), (1 - ab).sqrt())
-            ce, dice = segmentation_loss(logits, labels)
-            mse = torch.mean((eps_hat.float() - noise) ** 2)
-            loss = ce + opts.gamma * dice + opts.lam * mse
-            terms = {"loss_ce": ce, "loss_dice": dice, "loss_mse": mse}
-            if opts.latent_l1 > 0:
-                x0 = (z_t.float() - (1 - ab).sqrt() * eps_hat.float()) / ab.sqrt()
-                l1 = torch.mean(torch.abs(x0 - z0.float()))
-                loss = loss + opts.latent_l1 * l1
-                terms["loss_latent"] = l1
+            if self.config.uses_diffusion:
+                loss, terms = self._diffusion_loss(images, labels, noise_gen)
+            else:
+                loss, terms = self._direct_loss(images, labels)
             if not torch.isfinite(loss):
                 raise LDSegError(f"training diverged at epoch {self.epoch + 1} (loss is {loss.item()}); "
                                  "lower the learning rate")
@@ -244,7 +246,8 @@ class Trainer:
                 continue
             self.skipped = 0
             self.optimizer.step()
-            self.ema.update(self.model.denoiser)
+            if self.ema is not None:
+                self.ema.update(self.model.denoiser)
             terms["loss"] = loss
             done += 1
             for k, v in terms.items():
@@ -254,18 +257,53 @@ class Trainer:
         self.scheduler.step()
         return {k: v / max(1, done) for k, v in sums.items()}
 
+    def _diffusion_loss(self, images: torch.Tensor, labels: torch.Tensor,
+                        noise_gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """LDSeg (Algorithm 1): CE + gamma * Dice on the decoded z_t - eps_hat,
+        + lambda * noise MSE (+ SDSeg's latent L1); t and noise per sample."""
+        opts, dev = self.options, self.device
+        b = images.shape[0]
+        t = self.schedule.sample_timesteps(b, noise_gen)
+        latent = (b, self.config.network.latent_channels, *self.config.latent_grid)
+        noise = torch.randn(latent, generator=noise_gen)         # independent per sample
+        ab = self.schedule.alpha_bar[t].float().view(b, *([1] * (len(latent) - 1)))
+        images, labels, t, noise, ab = (x.to(dev) for x in (images, labels, t, noise, ab))
+        with autocast(dev, self.bf16):
+            logits, eps_hat, z0, z_t = self.net(images, labels, noise, t, ab.sqrt(), (1 - ab).sqrt())
+        ce, dice = segmentation_loss(logits, labels)
+        mse = torch.mean((eps_hat.float() - noise) ** 2)
+        loss = ce + opts.gamma * dice + opts.lam * mse
+        terms = {"loss_ce": ce, "loss_dice": dice, "loss_mse": mse}
+        if opts.latent_l1 > 0:
+            x0 = (z_t.float() - (1 - ab).sqrt() * eps_hat.float()) / ab.sqrt()
+            l1 = torch.mean(torch.abs(x0 - z0.float()))
+            loss = loss + opts.latent_l1 * l1
+            terms["loss_latent"] = l1
+        return loss, terms
+
+    def _direct_loss(self, images: torch.Tensor,
+                     labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The Res-UNet baseline: the same CE + gamma * Dice on its logits,
+        no diffusion terms."""
+        images, labels = images.to(self.device), labels.to(self.device)
+        with autocast(self.device, self.bf16):
+            logits = self.net(images)
+        ce, dice = segmentation_loss(logits, labels)
+        return ce + self.options.gamma * dice, {"loss_ce": ce, "loss_dice": dice}
+
     def _gradients_finite(self) -> bool:
         norms = [p.grad.detach().abs().amax() for p in self.model.parameters() if p.grad is not None]
         return bool(torch.isfinite(torch.stack(norms)).all()) if norms else True
 
     @torch.inference_mode()
     def validate(self, dataset=None) -> float:
-        """Mean foreground Dice on the model grid, sampled as at inference
-        (EMA denoiser, DDIM with the validation K, fixed seed)."""
+        """Mean foreground Dice on the model grid, predicted as at inference:
+        LDSeg sampled (EMA denoiser, DDIM with the validation K, fixed seed),
+        the Res-UNet baseline in one forward pass."""
         dataset = dataset if dataset is not None else self.val_set
         if dataset is None or len(dataset) == 0:
             return float("nan")
-        view = inference_view(self.model, self.ema.module)
+        view = inference_view(self.model, self.ema.module) if self.ema is not None else self.model
         view.eval()
         opts = SamplingOptions(samples=self.options.val_samples, steps=self.options.val_steps,
                                restandardize=self.config.diffusion.restandardize,
@@ -273,9 +311,13 @@ class Trainer:
         scores = []
         for i in range(len(dataset)):
             image, labels = dataset[i]
-            with autocast(self.device, self.bf16):
-                z_i = view.encode_image(image[None].to(self.device)).float()
-            mean, _ = sample_probabilities(view, z_i, self.schedule, opts)
+            x = image[None].to(self.device)
+            if self.config.uses_diffusion:
+                with autocast(self.device, self.bf16):
+                    z_i = view.encode_image(x).float()
+                mean, _ = sample_probabilities(view, z_i, self.schedule, opts)
+            else:
+                mean = forward_probabilities(view, x, self.bf16)
             pred = mean.argmax(0).cpu().numpy()
             d = dice_per_class(pred, labels.numpy(), self.config.num_classes)
             scores.append(float(d[1:].mean()))
@@ -285,8 +327,9 @@ class Trainer:
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
         opts = self.options
         if self.rank == 0:
+            what = "" if self.config.uses_diffusion else "the Res-UNet baseline "
             self.progress("train", self.epoch / opts.epochs,
-                          f"training on {describe(self.device)}{' with bf16' if self.bf16 else ''}")
+                          f"training {what}on {describe(self.device)}{' with bf16' if self.bf16 else ''}")
         while self.epoch < opts.epochs:
             start = time.perf_counter()
             losses = self._train_epoch()
@@ -319,12 +362,21 @@ class Trainer:
 
     def _write_log(self) -> None:
         text = "".join(json.dumps(r) + "\n" for r in self.log)
-        _atomic_bytes(self.run_dir / LOG, text.encode())
+        write_bytes_atomic(self.run_dir / LOG, text.encode())
         try:
             from .plots import save_training_curves
             save_training_curves(self.log, self.run_dir / CURVES)
         except ImportError:      # matplotlib missing: the JSON log is still there
             pass
+
+
+def _normalized_config(text: str) -> Any:
+    """A checkpoint's config JSON as this engine writes it, so a run started
+    before a config field existed (e.g. ``architecture``) still resumes."""
+    try:
+        return json.loads(json.dumps(ModelConfig.from_dict(json.loads(text)).to_dict()))
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
@@ -335,17 +387,3 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fitting, strict=False)
     return sorted(set(own) - set(fitting))
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write in {path.parent} ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

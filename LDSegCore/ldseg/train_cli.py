@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -12,7 +11,8 @@ import torch.distributed as dist
 from .config import DiffusionConfig, ModelConfig
 from .dataset import SegmentationDataset, find_pairs, split_cases
 from .device import resolve_device
-from .errors import InputError, LDSegError, OutputError
+from .atomic import write_bytes_atomic
+from .errors import InputError, OutputError
 from .modelfile import load_model_file
 from .models import resolve_model
 from .presets import config_for_dataset, model_name_from
@@ -28,15 +28,20 @@ def _init_distributed(device: torch.device) -> None:
 
 def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
     name = args.name or model_name_from(Path(args.output))
+    architecture = args.architecture
     if not args.init:
         diffusion = DiffusionConfig(schedule=args.schedule, decoder_input=args.decoder_input)
         config = config_for_dataset(pairs, size=args.size, grid=args.grid, class_names=args.class_names,
                                     label_values=args.label_values, intensity=args.intensity, name=name,
-                                    modality=args.modality, diffusion=diffusion)
+                                    modality=args.modality, diffusion=diffusion,
+                                    architecture=architecture or "ldseg")
         config.title, config.description = args.title or name, args.description
         return config, None
     init_path = resolve_model(args.init)
     base, state = load_model_file(init_path)
+    if architecture and architecture != base.architecture:
+        raise InputError(f"{init_path.name} is a {base.architecture} model; it cannot start "
+                         f"a {architecture} model (leave out --architecture or --init)")
     same_classes = ((not args.class_names or tuple(args.class_names) == base.class_names)
                     and (not args.label_values or tuple(args.label_values) == base.preprocessing.label_values))
     if same_classes:
@@ -45,7 +50,8 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
         config = config_for_dataset(pairs, size="paper", grid=args.grid or base.preprocessing.grid,
                                     class_names=args.class_names, label_values=args.label_values,
                                     intensity=base.preprocessing.intensity, name=name,
-                                    modality=args.modality or base.modality, diffusion=base.diffusion)
+                                    modality=args.modality or base.modality, diffusion=base.diffusion,
+                                    architecture=base.architecture)
         config.network = base.network
         config.validate()
     config.name = name
@@ -97,9 +103,7 @@ def run_training(args, progress: Progress) -> int:
     trainer.fit()
     if rank == 0:
         source = run_dir / (BEST_MODEL if (run_dir / BEST_MODEL).exists() else LAST_MODEL)
-        tmp = output.with_name(f".{output.name}.tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, output)
+        write_bytes_atomic(output, source.read_bytes())
         progress("done", 1.0, f"wrote {output} (best epoch {trainer.best_epoch}, "
                  f"validation Dice {trainer.best_dice:.3f})" if trainer.best_dice >= 0 else f"wrote {output}",
                  model=str(output))
