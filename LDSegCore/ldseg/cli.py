@@ -109,13 +109,14 @@ def cmd_segment(args, progress: Progress) -> int:
     fmt = _output_format(image_path, args.format)
     stem = split_extension(image_path)[0]
     ext = _EXT[fmt]
+    volume_ext = _EXT["nifti" if fmt == "nifti" else "nrrd"]     # SD and probabilities: never .seg.nrrd
     config = segmenter.config
     progress("write", 0.95, f"writing results to {args.output}")
     with OutputFolder(Path(args.output), [image_path, segmenter.model_path]) as out:
-        files = {"labels": f"{stem}_labels{ext}", "sd": f"{stem}_sd{_EXT['nifti' if fmt == 'nifti' else 'nrrd']}",
+        files = {"labels": f"{stem}_labels{ext}", "sd": f"{stem}_sd{volume_ext}",
                  "preview": f"{stem}_preview.png", "result": f"{stem}_result.json"}
         if args.probabilities:
-            files["probabilities"] = f"{stem}_probabilities{_EXT['nifti' if fmt == 'nifti' else 'nrrd']}"
+            files["probabilities"] = f"{stem}_probabilities{volume_ext}"
         if fmt == "seg.nrrd":
             segments = [{"name": n, "color": c, "label_value": int(v)} for n, c, v in
                         zip(config.class_names[1:], config.class_colors[1:],
