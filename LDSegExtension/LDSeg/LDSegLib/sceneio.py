@@ -155,12 +155,17 @@ def writeVolumeForEngine(volumeNode, path, extent=None):
     geometry = extentGeometry(volumeNode, extent)
     setIjkToRasArray(node, geometry)
     node.SetAndObserveImageData(imageFromArray(array))
+    writeVolumeNode(node, path)
+    return geometry
+
+
+def writeVolumeNode(node, path):
+    """Write a (scene-less) volume node to ``path`` through Slicer's own storage node."""
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     storage.SetFileName(str(path))
     storage.SetUseCompression(False)
     if not storage.WriteData(node):
-        raise OSError(f"Could not write the input volume to {path}.")
-    return geometry
+        raise OSError(f"Could not write {path}.")
 
 
 def readVolumeFile(path, vector=False):

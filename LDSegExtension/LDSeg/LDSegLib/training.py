@@ -95,11 +95,7 @@ def exportSceneCase(segmentationNode, volumeNode, classes, imagePath, labelPath)
     labelNode = slicer.vtkMRMLLabelMapVolumeNode()
     sceneio.setIjkToRasArray(labelNode, sceneio.ijkToRasArray(volumeNode))
     labelNode.SetAndObserveImageData(sceneio.imageFromArray(labels))
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(labelPath))
-    storage.SetUseCompression(False)
-    if not storage.WriteData(labelNode):
-        raise OSError(f"Could not write {labelPath}.")
+    sceneio.writeVolumeNode(labelNode, labelPath)
     return labels
 
 
