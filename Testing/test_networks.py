@@ -74,3 +74,19 @@ def test_config_round_trips_through_json_and_validates_the_grid():
     bad["preprocessing"]["grid"] = [15, 24, 8]
     with pytest.raises(ValueError, match="multiple of 4"):
         ModelConfig.from_dict(bad)
+
+
+def test_fewer_downsamplings_give_a_finer_latent():
+    """--downsamplings keeps the size's finest levels: latent = grid / 2^N."""
+    full = network_preset("small")
+    finer = network_preset("small", 2)
+    assert finer.encoder_widths == full.encoder_widths[:3]
+    assert finer.decoder_widths == full.decoder_widths[-3:]
+    config = ModelConfig(preprocessing=Preprocessing(dims=3, channels=1, grid=(16, 24, 8), label_values=(0, 1)),
+                         class_names=("bg", "fg"), network=finer)
+    assert config.latent_grid == (4, 6, 2)
+    model = LDSegNet(config)
+    assert model.encode_label(torch.randint(0, 2, (1, 16, 24, 8))).shape == (1, 2, 4, 6, 2)
+    assert model.decode(torch.randn(1, 2, 4, 6, 2)).shape == (1, 2, 16, 24, 8)
+    with pytest.raises(Exception, match="down-samplings"):
+        network_preset("small", 4)

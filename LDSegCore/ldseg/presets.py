@@ -29,10 +29,21 @@ PRESETS: dict[str, dict] = {
 DEFAULT_MAX_SIDE = {2: 256, 3: 96}
 
 
-def network_preset(name: str, **overrides) -> NetworkConfig:
+def network_preset(name: str, downsamplings: int | None = None, **overrides) -> NetworkConfig:
+    """The named size; ``downsamplings`` keeps only that many of its finest
+    encoder levels (and the matching decoder levels), for a finer latent."""
     if name not in PRESETS:
         raise InputError(f"unknown model size {name!r} (known: {', '.join(PRESETS)})")
-    return NetworkConfig(**{**PRESETS[name], **overrides})
+    net = NetworkConfig(**{**PRESETS[name], **overrides})
+    if downsamplings is None or downsamplings == net.downsamplings:
+        return net
+    if not 1 <= downsamplings <= net.downsamplings:
+        raise InputError(f"size {name!r} has 1 to {net.downsamplings} down-samplings, "
+                         f"not {downsamplings}")
+    levels = downsamplings + 1
+    net.encoder_widths = net.encoder_widths[:levels]
+    net.decoder_widths = net.decoder_widths[-levels:]
+    return net
 
 
 def infer_grid(shapes: Sequence[Sequence[int]], multiple: int, max_side: int) -> tuple[int, ...]:
@@ -46,7 +57,8 @@ def infer_grid(shapes: Sequence[Sequence[int]], multiple: int, max_side: int) ->
 def config_for_dataset(pairs: Sequence[CasePair], *, size: str = "small", grid: Sequence[int] | None = None,
                        class_names: Sequence[str] | None = None, label_values: Sequence[int] | None = None,
                        intensity: str = "minmax", name: str = "ldseg-model", modality: str = "",
-                       diffusion: DiffusionConfig | None = None, architecture: str = "ldseg") -> ModelConfig:
+                       diffusion: DiffusionConfig | None = None, architecture: str = "ldseg",
+                       downsamplings: int | None = None) -> ModelConfig:
     """A new model's config from its training data: dims and channels from the
     images, label values found in the labels (unless given), grid from the
     case sizes (unless given)."""
@@ -63,7 +75,7 @@ def config_for_dataset(pairs: Sequence[CasePair], *, size: str = "small", grid: 
         values = (0,) + values
     # Self-attention over a 3D stage's tens of thousands of voxels costs far
     # more memory than it is worth (the authors' 3D model has none either).
-    net = network_preset(size, image_attention=first.dims == 2)
+    net = network_preset(size, downsamplings, image_attention=first.dims == 2)
     multiple = 2 ** net.downsamplings
     if grid is None:
         grid = infer_grid(shapes, multiple, DEFAULT_MAX_SIDE[first.dims])

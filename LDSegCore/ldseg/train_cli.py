@@ -34,7 +34,7 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
         config = config_for_dataset(pairs, size=args.size, grid=args.grid, class_names=args.class_names,
                                     label_values=args.label_values, intensity=args.intensity, name=name,
                                     modality=args.modality, diffusion=diffusion,
-                                    architecture=architecture or "ldseg")
+                                    architecture=architecture or "ldseg", downsamplings=args.downsamplings)
         config.title, config.description = args.title or name, args.description
         return config, None
     init_path = resolve_model(args.init)
