@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     t.add_argument("--init", help="start from this model (fine-tuning)")
     t.add_argument("--size", default="small", help="network size for a new model: tiny, small, paper")
+    t.add_argument("--downsamplings", type=int,
+                   help="2x down-samplings in the encoders, i.e. latent = grid / 2^N "
+                        "(default: the size's; fewer keep small structures' detail)")
     t.add_argument("--architecture", choices=tuple(ARCHITECTURE_NAMES), default=None,
                    help="ldseg (default), or the deterministic Res-UNet baseline of the same sizes "
                         "(with --init: the init model's)")
