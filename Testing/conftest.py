@@ -6,6 +6,12 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config):
+    # Integration tests run a whole script on real data (tens of seconds);
+    # deselect them with -m "not integration".
+    config.addinivalue_line("markers", "integration: end-to-end run of a script on real data (slow)")
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The project's real data (../shared/data from the repository root)."""

@@ -1,0 +1,149 @@
+"""From per-case rows to the report's numbers and the targets' verdicts.
+
+Statistics come from :func:`ldseg.evaluation.summarize` (mean, SD with
+ddof = 1, median, percentile-bootstrap 95% CI of the mean over cases).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ldseg.evaluation import summarize
+
+from .datasets import DICE_TARGET, ROBUSTNESS_SIGMA, SD_AUROC_TARGET
+from .runs import DatasetRun
+
+
+def stats(values) -> dict:
+    """summarize()'s statistics of one list of numbers."""
+    values = list(values)
+    if not values:
+        return {"mean": math.nan, "sd": math.nan, "median": math.nan, "ci95_low": math.nan,
+                "ci95_high": math.nan, "n": 0, "n_inf": 0}
+    return summarize([{"value": v} for v in values])["value"]
+
+
+def _column(rows, key, cases=None):
+    return [r[key] for r in rows if cases is None or r["case"] in cases]
+
+
+def slow_subset(run: DatasetRun) -> list[str] | None:
+    """The cases the slow step counts ran on, if fewer than all."""
+    counts = {}
+    for r in run.step_rows:
+        counts.setdefault(r["variant"], []).append(r["case"])
+    smallest = min(counts.values(), key=len, default=[])
+    return smallest if 0 < len(smallest) < len(run.cases) else None
+
+
+def steps_summary(run: DatasetRun, cases: list[str] | None = None) -> list[dict]:
+    """Per sampler variant: cases, Dice and seconds, and the main variant's
+    one-sample Dice on the same cases (the fair comparison for subsets).
+    ``cases`` limits everything to those cases."""
+    reference = run.single_variant.label
+    wanted = set(cases if cases is not None else run.cases)
+    out = []
+    for variant in run.variants:
+        rows = [r for r in run.step_rows if r["variant"] == variant.label and r["case"] in wanted]
+        cases = {r["case"] for r in rows}
+        ref_rows = [r for r in run.step_rows if r["variant"] == reference and r["case"] in cases]
+        out.append({
+            "variant": variant.label, "sampler": variant.sampler, "steps": variant.steps,
+            "cases": len(rows), "subset": len(rows) < len(wanted),
+            "dice": stats(_column(rows, "dice_mean")),
+            "seconds": stats(_column(rows, "seconds")),
+            "reference_variant": reference,
+            "reference_dice_same_cases": stats(_column(ref_rows, "dice_mean")),
+        })
+    return out
+
+
+def noise_summary(run: DatasetRun) -> dict:
+    """Per model: Dice statistics per sigma and the Dice lost at ROBUSTNESS_SIGMA."""
+    out = {}
+    for model in sorted({r["model"] for r in run.noise_rows}, key=["ldseg", "baseline"].index):
+        rows = [r for r in run.noise_rows if r["model"] == model]
+        sigmas = sorted({r["sigma"] for r in rows})
+        levels = [{"sigma": s, "dice": stats(r["dice_mean"] for r in rows if r["sigma"] == s)} for s in sigmas]
+        by_sigma = {lv["sigma"]: lv["dice"]["mean"] for lv in levels}
+        loss = (by_sigma[0.0] - by_sigma[ROBUSTNESS_SIGMA]
+                if 0.0 in by_sigma and ROBUSTNESS_SIGMA in by_sigma else math.nan)
+        # per case loss, for its spread
+        clean = {r["case"]: r["dice_mean"] for r in rows if r["sigma"] == 0.0}
+        noisy = {r["case"]: r["dice_mean"] for r in rows if r["sigma"] == ROBUSTNESS_SIGMA}
+        out[model] = {"levels": levels, "dice_lost_at_sigma": ROBUSTNESS_SIGMA, "dice_lost": loss,
+                      "dice_lost_per_case": stats(clean[c] - noisy[c] for c in clean if c in noisy)}
+    return out
+
+
+def uncertainty_summary(run: DatasetRun) -> dict:
+    rows = run.uncertainty_rows
+    pooled = run.pooled_auroc
+    return {
+        "pooled_auroc": pooled.value(),
+        "wrong_voxels": pooled.positives,
+        "voxels": pooled.positives + pooled.negatives,
+        "per_case_auroc": stats(_column(rows, "auroc_sd_wrong")),
+        "cases_without_auroc": sum(1 for r in rows if not math.isfinite(r["auroc_sd_wrong"])),
+        "dice_mean_of_samples": stats(_column(rows, "dice_mean_of_samples")),
+        "dice_single_sample": stats(_column(rows, "dice_single_sample")),
+        "dice_gain_of_mean": stats(r["dice_mean_of_samples"] - r["dice_single_sample"] for r in rows),
+    }
+
+
+def dataset_summary(run: DatasetRun) -> dict:
+    return {
+        "ldseg": summarize(run.ldseg_rows),
+        "baseline": summarize(run.baseline_rows) if run.baseline_rows else None,
+        "steps": steps_summary(run),
+        "slow_subset": slow_subset(run),
+        "steps_on_slow_subset": steps_summary(run, slow_subset(run)) if slow_subset(run) else None,
+        "noise": noise_summary(run),
+        "uncertainty": uncertainty_summary(run),
+    }
+
+
+def _verdict(reached: bool | None, reason: str = "") -> str:
+    if reached is None:
+        return f"not measured ({reason})" if reason else "not measured"
+    return "reached" if reached else "not reached"
+
+
+def dataset_targets(spec, summary: dict | None, skip_reason: str, subset_note: str) -> list[dict]:
+    """The dataset's three targets with value and verdict, from the numbers."""
+    targets = []
+
+    def add(text, value, reached, reason=""):
+        status = _verdict(reached, reason)
+        if reached is not None and subset_note:
+            status += f" ({subset_note})"
+        targets.append({"dataset": spec.key, "target": text, "value": value, "status": status})
+
+    if summary is None:
+        add(spec.dice_target_text, None, None, skip_reason)
+        add(f"{spec.key}: at σ = {ROBUSTNESS_SIGMA} LDSeg loses less Dice than the Res-UNet", None, None,
+            skip_reason)
+        add(f"{spec.key}: SD AUROC for wrong voxels ≥ {SD_AUROC_TARGET}", None, None, skip_reason)
+        return targets
+
+    dice = summary["ldseg"]["dice_mean"]["mean"]
+    add(spec.dice_target_text, f"{dice:.3f}", dice >= DICE_TARGET)
+
+    noise = summary["noise"]
+    ldseg_loss = noise.get("ldseg", {}).get("dice_lost", math.nan)
+    base_loss = noise.get("baseline", {}).get("dice_lost", math.nan)
+    text = f"{spec.key}: at σ = {ROBUSTNESS_SIGMA} LDSeg loses less Dice than the Res-UNet"
+    if "baseline" not in noise:
+        add(text, None, None, "no baseline model")
+    elif math.isnan(ldseg_loss) or math.isnan(base_loss):
+        add(text, None, None, f"σ = 0 and {ROBUSTNESS_SIGMA} were not both run")
+    else:
+        add(text, f"LDSeg {ldseg_loss:+.3f} vs Res-UNet {base_loss:+.3f}", ldseg_loss < base_loss)
+
+    auroc = summary["uncertainty"]["pooled_auroc"]
+    text = f"{spec.key}: SD AUROC for wrong voxels ≥ {SD_AUROC_TARGET}"
+    if math.isnan(auroc):
+        add(text, None, None, "no wrong or no right voxels")
+    else:
+        add(text, f"{auroc:.3f} (pooled)", auroc >= SD_AUROC_TARGET)
+    return targets
