@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The main job: install LDSeg into ./.venv, then segment a real T1 MR crop with
-# the shipped default model (hippocampus), 10 samples for the uncertainty.
-# Writes out/example/<case>_{labels,sd,probabilities}.nii.gz, _preview.png and _result.json.
-#   bash scripts/segment-example.sh [IMAGE] [OUTDIR]
+# The main job: install LDSeg into ./.venv, make the example image -- a crop around the left
+# hippocampus of the MNI152 T1 template that ships inside the nilearn wheel (the `example`
+# extra; nothing is downloaded at run time beyond pip) -- and segment it with the shipped
+# default model (hippocampus), 10 samples for the uncertainty. Writes to out/example/:
+# mni152_left_hippocampus.nii.gz (the image) and mni152_left_hippocampus_{labels,sd,
+# probabilities}.nii.gz, _preview.png (image, segmentation, SD map) and _result.json.
+#   bash scripts/segment-example.sh [IMAGE] [OUTDIR]    (IMAGE: segment your own crop instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+EXTRAS=example bash scripts/install.sh
 . .venv/bin/activate
-# Default image: a case of the held-out 20% of the hippocampus data (never used
-# for training or model selection), used in place from ../shared/data.
-IMAGE=${1:-../shared/data/hippocampus/images/hippocampus_393.nii.gz}
 OUTDIR=${2:-out/example}
+IMAGE=${1:-$OUTDIR/mni152_left_hippocampus.nii.gz}
+[ $# -ge 1 ] || python scripts/make_example_image.py -o "$IMAGE"
 ldseg segment "$IMAGE" -o "$OUTDIR" --samples 10
+echo "Done: segmentation, SD map, probabilities, preview and result of $IMAGE are in $OUTDIR/"
