@@ -96,11 +96,17 @@ def cmd_segment(args, progress: Progress) -> int:
     from .inference import Segmenter
     from .preprocess import check_image
     from .preview import save_preview_png
+    from .restore import DEFAULT_RESTORE_BUDGET
 
+    if not args.memory_budget > 0:
+        raise LDSegError("--memory-budget must be a positive number of gigabytes")
     image_path = Path(args.image)
     check_output_folder(Path(args.output))
     image = read_image(image_path)                       # bad input fails before anything is written
-    segmenter = Segmenter(args.model, device=args.device, precision=args.precision)
+    budget = args.memory_budget * 1e9
+    segmenter = Segmenter(args.model, device=args.device, precision=args.precision, memory_budget=budget,
+                          restore_budget=min(budget, DEFAULT_RESTORE_BUDGET), compile=args.compile,
+                          on_warning=progress.info)
     check_image(image, segmenter.config.preprocessing)
     progress.info(f"model {segmenter.model_path.name} on {segmenter.device_description}"
                   + ("" if segmenter.device.type == "cuda" else " (no GPU in use: CPU run)"))
@@ -133,7 +139,7 @@ def cmd_segment(args, progress: Progress) -> int:
                          title=f"{config.title or config.name}: {image_path.name}")
         manifest = {
             "input": str(image_path), "model": str(segmenter.model_path), "device": result.device,
-            "architecture": config.architecture,
+            "architecture": config.architecture, "precision": result.precision,
             "samples": result.samples, "steps": result.steps, "sampler": result.sampler,
             "seed": args.seed, "seconds": result.seconds.get("total"), "timings": result.seconds,
             "classes": config.summary()["classes"],
@@ -236,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output format (default: NIfTI for NIfTI input, else NRRD)")
     s.add_argument("--probabilities", action=argparse.BooleanOptionalAction, default=True,
                    help="write the mean class probabilities (default: yes)")
+    s.add_argument("--memory-budget", type=float, default=2.0, metavar="GB",
+                   help="memory for one batch of samples (default 2 GB); results are resampled to the "
+                        "input grid in slabs of at most min(this, 0.25 GB)")
+    s.add_argument("--compile", action="store_true",
+                   help="torch.compile the denoiser (slow start; pays on GPUs with many steps; falls back "
+                        "to uncompiled with a warning if compiling fails)")
     common(s)
     s.set_defaults(func=cmd_segment)
 

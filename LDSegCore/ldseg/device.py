@@ -66,3 +66,12 @@ def use_bf16(device: torch.device, precision: str = "auto") -> bool:
 
 def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def to_device_async(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a CPU tensor to ``device`` without making the host wait for the
+    GPU: a plain ``.to('cuda')`` of pageable memory synchronizes the stream,
+    a non-blocking copy from pinned memory does not."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)

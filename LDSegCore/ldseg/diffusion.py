@@ -61,10 +61,22 @@ class NoiseSchedule:
         self.alpha_bar = torch.cumprod(1 - self.betas, dim=0)   # alpha_bar[0] = 1
 
     # -- helpers -------------------------------------------------------------
-    def _coef(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """values[t] shaped to broadcast over a (B, C, *spatial) tensor."""
-        v = values.to(like.device)[t.to(like.device)]
+    def _coef(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Coefficient ``name`` at t, shaped to broadcast over a (B, C, *spatial) tensor."""
+        v = self._on(name, like.device)[t.to(like.device)]
         return v.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def _on(self, name: str, device: torch.device) -> torch.Tensor:
+        """A float64 coefficient table on ``device``, copied there once: a
+        fresh host-to-GPU copy in every sampling step would make the host
+        wait for the GPU each time."""
+        cache = self.__dict__.setdefault("_device_tables", {})
+        key = (name, str(device))
+        if key not in cache:
+            ab = self.alpha_bar
+            table = {"sqrt_ab": ab.sqrt(), "sqrt_1m_ab": (1 - ab).sqrt()}[name]
+            cache[key] = table.to(device)
+        return cache[key]
 
     def sample_timesteps(self, batch: int, generator: torch.Generator | None = None,
                          device: torch.device | str = "cpu") -> torch.Tensor:
@@ -73,13 +85,11 @@ class NoiseSchedule:
 
     def add_noise(self, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Forward process: z_t = sqrt(ab_t) z0 + sqrt(1 - ab_t) eps."""
-        ab = self.alpha_bar
-        return self._coef(ab.sqrt(), t, z0) * z0 + self._coef((1 - ab).sqrt(), t, z0) * noise
+        return self._coef("sqrt_ab", t, z0) * z0 + self._coef("sqrt_1m_ab", t, z0) * noise
 
     def predict_x0(self, z_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x0 estimate from the predicted noise (SDSeg's latent estimation)."""
-        ab = self.alpha_bar
-        return (z_t - self._coef((1 - ab).sqrt(), t, z_t) * eps) / self._coef(ab.sqrt(), t, z_t)
+        return (z_t - self._coef("sqrt_1m_ab", t, z_t) * eps) / self._coef("sqrt_ab", t, z_t)
 
     def ddim_timesteps(self, k: int) -> list[int]:
         """K evenly spaced steps between 1 and T inclusive, rounded (paper, after
@@ -103,9 +113,16 @@ def standardize(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 def _randn_like(z: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Gaussian noise shaped like z, drawn on the generator's device."""
+    """Gaussian noise shaped like z, drawn on the generator's device (a CPU
+    generator gives the same stream on every device; its draws reach a GPU by
+    a non-blocking copy, so a sampling step does not wait for the GPU)."""
     device = generator.device if generator is not None else z.device
-    return torch.randn(z.shape, generator=generator, dtype=z.dtype, device=device).to(z.device)
+    noise = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=device)
+    if noise.device == z.device:
+        return noise
+    if z.device.type == "cuda":
+        return noise.pin_memory().to(z.device, non_blocking=True)
+    return noise.to(z.device)
 
 
 def _time(t: int, z: torch.Tensor) -> torch.Tensor:

@@ -225,15 +225,23 @@ def normalize_intensity(array: np.ndarray, pre: Preprocessing) -> np.ndarray:
         return array.copy()
     if pre.intensity == "zscore":
         std = float(array.std())
-        centred = array - np.float32(array.mean())
-        return centred / np.float32(std) if std > 0 else np.zeros_like(array)
+        if std <= 0:
+            return np.zeros_like(array)
+        centred = np.subtract(array, np.float32(array.mean()), dtype=np.float32)
+        centred /= np.float32(std)
+        return centred
+    # One float32 output array, worked on in place: a large image is copied
+    # once, not three times (and never widened to float64).
+    source, out = array, None
     if pre.intensity == "percentile":
         low, high = np.percentile(array, pre.percentiles)
-        array = np.clip(array, low, high)
-    low, high = float(array.min()), float(array.max())
+        source = out = np.clip(array, np.float32(low), np.float32(high))   # our own copy
+    low, high = float(source.min()), float(source.max())
     if high <= low:
         return np.zeros_like(array)
-    return ((array - low) / (high - low)).astype(np.float32)
+    out = np.subtract(source, np.float32(low), out=out, dtype=np.float32)
+    out /= np.float32(high - low)
+    return out
 
 
 def resize(tensor: torch.Tensor, size) -> torch.Tensor:

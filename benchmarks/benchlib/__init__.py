@@ -1,0 +1,1 @@
+"""Helpers of the LDSeg benchmarks (``benchmarks/run_benchmarks.py``)."""
