@@ -65,7 +65,8 @@ DATASETS = {
         dice_target_text=f"hippocampus mean foreground Dice ≥ {DICE_TARGET}",
         distance_unit="mm",
         default_models=("Resources/Models/hippocampus.safetensors",),
-        default_baselines=("runs/hippocampus-resunet.safetensors",),
+        default_baselines=("Resources/Baselines/hippocampus-resunet.safetensors",
+                           "runs/hippocampus-resunet.run/best.safetensors"),
     ),
     "glas": DatasetSpec(
         key="glas",
@@ -76,6 +77,7 @@ DATASETS = {
         dice_target_text=f"GlaS testA gland Dice ≥ {DICE_TARGET}",
         distance_unit="pixels",   # PNG files: spacing 1
         default_models=("Resources/Models/glas.safetensors", "runs/glas.safetensors"),
-        default_baselines=("runs/glas-resunet.safetensors",),
+        default_baselines=("Resources/Baselines/glas-resunet.safetensors",
+                           "runs/glas-resunet.run/best.safetensors"),
     ),
 }
