@@ -5,7 +5,6 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from ldseg.diffusion import NoiseSchedule
 from ldseg.errors import InputError
 from ldseg.imageio import Geometry, read_image
 from ldseg.inference import Segmenter

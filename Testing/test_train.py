@@ -3,7 +3,6 @@ with torchrun, and fine-tuning."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
