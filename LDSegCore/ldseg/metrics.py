@@ -7,9 +7,9 @@ return, and are reversed here to match the numpy axes.
 
 import numpy as np
 from scipy import ndimage
-from scipy.stats import rankdata
 
 from .errors import InputError
+from .uncertainty_metrics import auroc_from_counts, count_table
 
 __all__ = [
     "dice_per_class",
@@ -142,20 +142,12 @@ def hausdorff95_per_class(pred, ref, num_classes, spacing):
 
 
 def roc_auc(scores, positives):
-    """Area under the ROC curve from ranks (ties averaged).
+    """Area under the ROC curve (Mann-Whitney, from counts per distinct score).
 
     Equals the probability that a random positive scores above a random
     negative, ties counting one half. nan when either class is absent.
     """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    positives = np.asarray(positives).astype(bool, copy=False).ravel()
-    if scores.shape != positives.shape:
-        raise InputError(f"{scores.size} scores for {positives.size} targets")
-    n_pos = int(positives.sum())
-    n_neg = positives.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    scores = np.asarray(scores, dtype=np.float64)
+    if np.isnan(scores).any():
         return float("nan")
-    ranks = rankdata(scores)  # average ranks for ties
-    # Mann-Whitney U of the positives, normalised by the number of pairs.
-    u_pos = ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u_pos / (float(n_pos) * float(n_neg)))
+    return auroc_from_counts(*count_table(scores, positives))

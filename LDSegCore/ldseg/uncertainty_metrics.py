@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["error_mask", "auroc_from_counts", "PooledAUROC"]
+__all__ = ["error_mask", "count_table", "auroc_from_counts", "PooledAUROC"]
 
 
 def error_mask(pred, ref) -> np.ndarray:
@@ -26,7 +26,7 @@ def error_mask(pred, ref) -> np.ndarray:
     return pred != ref
 
 
-def _count_table(scores, positives):
+def count_table(scores, positives):
     """(distinct scores ascending, positives per score, negatives per score)."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     positives = np.asarray(positives).astype(bool, copy=False).ravel()
@@ -78,7 +78,7 @@ class PooledAUROC:
 
     def add(self, scores, positives) -> None:
         """Add one case: ``scores`` (any shape) and its boolean targets."""
-        values, pos, neg = _count_table(scores, positives)
+        values, pos, neg = count_table(scores, positives)
         self._tables.append((values, pos, neg))
         self.positives += int(pos.sum())
         self.negatives += int(neg.sum())

@@ -35,14 +35,22 @@ def reset_peak_memory(device: torch.device) -> bool:
         return False
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory since the last reset (or process start), MB."""
+def _status_mb(key: str) -> float | None:
+    """A memory line of /proc/self/status (e.g. VmHWM, VmRSS) in MB; None without /proc."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since the last reset (or process start), MB."""
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)   # Linux: kB
 
 
@@ -93,13 +101,7 @@ def repeat_timing(fn: Callable[[], Any], device: torch.device, *, cap_s: float,
 
 def current_rss_mb() -> float:
     """Resident memory now, MB (0 where /proc is missing)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return 0.0
+    return _status_mb("VmRSS") or 0.0
 
 
 def linear_fit(xs: list[float], ys: list[float], slope: float | None = None) -> Callable[[float], float]:
