@@ -1,0 +1,55 @@
+"""Record the shipped models' segmentations of a few real cases, so a test can
+check that refactoring the engine changes no result bit (Testing/reference/).
+
+Run only when a model's output is meant to change (a retrained model, a new
+sampler default): ``python scripts/make_reference_outputs.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+OUT = ROOT / "Testing" / "reference" / "shipped_outputs.json"
+
+#: (model, data set folder, case) — held-out cases of each shipped model.
+CASES = [
+    ("hippocampus", "hippocampus", "hippocampus_393.nii.gz"),
+    ("hippocampus", "hippocampus", "hippocampus_350.nii.gz"),
+    ("glas", "glas/testA", "testA_1.png"),
+]
+SETTINGS = dict(samples=3, steps=2, seed=7)
+
+
+def digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def main() -> int:
+    from ldseg.inference import Segmenter   # the script's own import path is rewritten on moves
+
+    torch.set_num_threads(2)
+    records = []
+    for precision in ("fp32", "auto"):
+        for model, folder, case in CASES:
+            seg = Segmenter(model, device="cpu", precision=precision)
+            result = seg.segment(DATA / folder / "images" / case, **SETTINGS)
+            records.append({"model": model, "case": f"{folder}/images/{case}", "precision": precision,
+                            "ran_precision": result.precision,
+                            "labels": digest(result.labels), "probabilities": digest(result.probabilities),
+                            "sd": digest(result.sd), "foreground_voxels": int((result.classes > 0).sum())})
+            print(records[-1])
+    OUT.write_text(json.dumps({"settings": SETTINGS, "torch": torch.__version__, "records": records},
+                              indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
