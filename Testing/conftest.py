@@ -26,10 +26,10 @@ def shared_data() -> Path:
 import torch  # noqa: E402
 
 from ldseg.config import ModelConfig  # noqa: E402
-from ldseg.modelfile import save_model  # noqa: E402
+from ldseg.io.modelfile import save_model  # noqa: E402
 from ldseg.nn.ldseg_net import LDSegNet  # noqa: E402
-from ldseg.presets import network_preset  # noqa: E402
-from ldseg.preprocess import Preprocessing  # noqa: E402
+from ldseg.training.presets import network_preset  # noqa: E402
+from ldseg.data.preprocess import Preprocessing  # noqa: E402
 
 
 def make_model_file(path, *, dims=3, channels=1, grid=(16, 32, 32), label_values=(0, 1),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ldseg.cli import main
+from ldseg.cli.main import main
 
 SAMPLES = ["brain1_image.nrrd", "breast1_image.nrrd", "prostate_phantom_subvolume.nrrd"]
 
@@ -136,7 +136,7 @@ def test_outputs_beside_the_input_leave_it_and_other_files_alone(tmp_path, tiny_
 
 
 def test_output_folder_refuses_to_replace_an_input(tmp_path):
-    from ldseg.cli import OutputFolder
+    from ldseg.cli.main import OutputFolder
     from ldseg.errors import OutputError
     src = tmp_path / "x_labels.nrrd"
     src.write_bytes(b"input")

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from ldseg.augment import random_flip, random_intensity
-from ldseg.dataset import (
+from ldseg.data.augment import random_flip, random_intensity
+from ldseg.data.dataset import (
     CasePair,
     SegmentationDataset,
     find_pairs,
     split_cases,
 )
 from ldseg.errors import InputError
-from ldseg.imageio import Geometry, write_image
-from ldseg.preprocess import Preprocessing
+from ldseg.io.images import Geometry, write_image
+from ldseg.data.preprocess import Preprocessing
 
 PRE = Preprocessing(dims=3, channels=1, grid=(8, 8, 8), label_values=(0, 1, 2))
 GEOMETRY = Geometry(

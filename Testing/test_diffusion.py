@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from ldseg.diffusion import NoiseSchedule, ScheduleConfig, sample, standardize
+from ldseg.diffusion.schedule import NoiseSchedule, ScheduleConfig, sample, standardize
 
 
 def _oracle(schedule, z0):

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from ldseg.cli import main
-from ldseg.imageio import read_label
-from ldseg.inference import Segmenter
-from ldseg.metrics import dice_per_class
+from ldseg.cli.main import main
+from ldseg.io.images import read_label
+from ldseg.inference.segmenter import Segmenter
+from ldseg.evaluation.metrics import dice_per_class
 
 from conftest import make_model_file
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from ldseg.config import ModelConfig
-from ldseg.modelfile import read_config, save_model
+from ldseg.io.modelfile import read_config, save_model
 from ldseg.nn import build_network
-from ldseg.preprocess import Preprocessing
-from ldseg.presets import network_preset
+from ldseg.data.preprocess import Preprocessing
+from ldseg.training.presets import network_preset
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"

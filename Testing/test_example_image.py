@@ -56,7 +56,7 @@ def test_crop_has_the_template_geometry_and_content(example, tmp_path):
 
 @pytest.mark.parametrize("precision", ["auto", "fp32"])
 def test_default_model_segments_the_example_plausibly(example, precision):
-    from ldseg.inference import Segmenter
+    from ldseg.inference.segmenter import Segmenter
 
     result = Segmenter(device="cpu", precision=precision).segment(str(example), samples=10, seed=0)
     labels = result.labels                                  # (z, y, x); y runs posterior -> anterior

@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ldseg.cli import main
-from ldseg.diffusion import NoiseSchedule, sample
-from ldseg.fastpath import CompiledOrEager, wants_channels_last
-from ldseg.imageio import read_image, read_label
-from ldseg.inference import Segmenter
+from ldseg.cli.main import main
+from ldseg.diffusion.schedule import NoiseSchedule, sample
+from ldseg.inference.fastpath import CompiledOrEager, wants_channels_last
+from ldseg.io.images import read_image, read_label
+from ldseg.inference.segmenter import Segmenter
 from ldseg.nn.layers import SelfAttention
-from ldseg.preprocess import Preprocessing, labels_to_classes, normalize_intensity, restore_probabilities
-from ldseg.restore import restore_result, slab_rows
-from ldseg.sampling import SamplingOptions, denoiser_uses_bf16
+from ldseg.data.preprocess import Preprocessing, labels_to_classes, normalize_intensity, restore_probabilities
+from ldseg.inference.restore import restore_result, slab_rows
+from ldseg.inference.sampling import SamplingOptions, denoiser_uses_bf16
 
 
 def _volume(shape, seed=0):

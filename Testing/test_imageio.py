@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from ldseg import imageio
 from ldseg.errors import InputError, OutputError
-from ldseg.imageio import (
+from ldseg.io.images import (
     Geometry,
     MedicalImage,
     is_image_path,

@@ -1,4 +1,4 @@
-"""Tests of ldseg.metrics and ldseg.evaluation (small, CPU, fast)."""
+"""Tests of ldseg.evaluation.metrics and ldseg.evaluation.cases (small, CPU, fast)."""
 
 import csv
 import glob
@@ -11,9 +11,9 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from ldseg.errors import InputError, OutputError
-from ldseg.evaluation import (evaluate_case, format_summary, summarize,
+from ldseg.evaluation.cases import (evaluate_case, format_summary, summarize,
                               write_json, write_table_csv)
-from ldseg.metrics import (dice_per_class, hausdorff95, hausdorff95_per_class,
+from ldseg.evaluation.metrics import (dice_per_class, hausdorff95, hausdorff95_per_class,
                            iou_per_class, roc_auc)
 
 HIPPO_LABELS = sorted(glob.glob("/work/shared/data/hippocampus/labels/*.nii.gz"))

@@ -8,8 +8,8 @@ import torch
 
 from ldseg.config import ModelConfig, NetworkConfig
 from ldseg.nn.ldseg_net import LDSegNet
-from ldseg.presets import network_preset
-from ldseg.preprocess import Preprocessing
+from ldseg.training.presets import network_preset
+from ldseg.data.preprocess import Preprocessing
 
 
 def _config(dims, channels, grid, classes, **net):

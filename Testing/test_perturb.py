@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from ldseg.errors import InputError
-from ldseg.perturb import add_gaussian_noise, scale_to_unit
-from ldseg.preprocess import Preprocessing, normalize_intensity
+from ldseg.evaluation.perturb import add_gaussian_noise, scale_to_unit
+from ldseg.data.preprocess import Preprocessing, normalize_intensity
 
 
 def test_scale_to_unit_over_all_channels():

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ldseg.errors import InputError
-from ldseg.imageio import Geometry, MedicalImage, read_image, read_label
-from ldseg.preprocess import (
+from ldseg.io.images import Geometry, MedicalImage, read_image, read_label
+from ldseg.data.preprocess import (
     Preprocessing,
     check_image,
     classes_to_labels,

@@ -1,4 +1,4 @@
-"""Tests of ldseg.preview and ldseg.plots (small PNGs, Agg, fast)."""
+"""Tests of ldseg.io.preview and ldseg.training.plots (small PNGs, Agg, fast)."""
 
 import os
 
@@ -7,8 +7,8 @@ import pytest
 from skimage import io
 
 from ldseg.errors import InputError, OutputError
-from ldseg.plots import save_training_curves
-from ldseg.preview import pick_slice, save_preview_png
+from ldseg.training.plots import save_training_curves
+from ldseg.io.preview import pick_slice, save_preview_png
 
 GREEN = (0, 255, 0)
 COLORS = [(0, 0, 0), GREEN, (0, 0, 255)]

@@ -8,18 +8,18 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from ldseg.cli import main
+from ldseg.cli.main import main
 from ldseg.config import ModelConfig
-from ldseg.dataset import SegmentationDataset, find_pairs
+from ldseg.data.dataset import SegmentationDataset, find_pairs
 from ldseg.errors import ModelFileError
-from ldseg.modelfile import load_model_file, read_config, save_model
-from ldseg.models import load_model
+from ldseg.io.modelfile import load_model_file, read_config, save_model
+from ldseg.io.models import load_model
 from ldseg.nn import build_network
 from ldseg.nn.ldseg_net import LDSegNet
 from ldseg.nn.resunet import ResUNet
-from ldseg.presets import config_for_dataset, network_preset
-from ldseg.preprocess import Preprocessing
-from ldseg.train import CHECKPOINT, Trainer, TrainOptions
+from ldseg.training.presets import config_for_dataset, network_preset
+from ldseg.data.preprocess import Preprocessing
+from ldseg.training.trainer import CHECKPOINT, Trainer, TrainOptions
 
 
 def _config(dims, channels, grid, classes, size="tiny", **kw):

@@ -6,9 +6,9 @@ import SimpleITK as sitk
 import torch
 
 from ldseg.errors import InputError
-from ldseg.imageio import Geometry, read_image
-from ldseg.inference import Segmenter
-from ldseg.sampling import SamplingOptions, decode_samples, sample_noise, sample_probabilities
+from ldseg.io.images import Geometry, read_image
+from ldseg.inference.segmenter import Segmenter
+from ldseg.inference.sampling import SamplingOptions, decode_samples, sample_noise, sample_probabilities
 
 SAMPLES = ["brain1_image.nrrd", "breast1_image.nrrd", "prostate_phantom_subvolume.nrrd"]
 
@@ -50,7 +50,7 @@ def test_sd_is_exactly_zero_for_one_sample(shared_data, tiny_3d_model):
 
 
 def _latent(segmenter, image):
-    from ldseg.preprocess import prepare_image
+    from ldseg.data.preprocess import prepare_image
     with torch.inference_mode():
         return segmenter.model.encode_image(prepare_image(image, segmenter.config.preprocessing)[None])
 

@@ -11,11 +11,11 @@ import time
 import pytest
 import torch
 
-from ldseg.dataset import SegmentationDataset, find_pairs
-from ldseg.modelfile import load_model_file, read_config
+from ldseg.data.dataset import SegmentationDataset, find_pairs
+from ldseg.io.modelfile import load_model_file, read_config
 from ldseg.nn.ldseg_net import LDSegNet
-from ldseg.presets import config_for_dataset
-from ldseg.train import Trainer, TrainOptions, load_matching
+from ldseg.training.presets import config_for_dataset
+from ldseg.training.trainer import Trainer, TrainOptions, load_matching
 
 from conftest import make_model_file
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ldseg.errors import InputError
-from ldseg.metrics import roc_auc
-from ldseg.uncertainty_metrics import PooledAUROC, auroc_from_counts, error_mask
+from ldseg.evaluation.metrics import roc_auc
+from ldseg.evaluation.uncertainty import PooledAUROC, auroc_from_counts, error_mask
 
 
 def test_error_mask_marks_differing_classes():

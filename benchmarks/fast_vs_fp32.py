@@ -29,12 +29,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "LDSegCore"))
 
-from ldseg.dataset import find_pairs  # noqa: E402
+from ldseg.data.dataset import find_pairs  # noqa: E402
 from ldseg.errors import LDSegError  # noqa: E402
-from ldseg.imageio import read_image, read_label  # noqa: E402
-from ldseg.inference import Segmenter  # noqa: E402
-from ldseg.metrics import dice_per_class  # noqa: E402
-from ldseg.preprocess import labels_to_classes  # noqa: E402
+from ldseg.io.images import read_image, read_label  # noqa: E402
+from ldseg.inference.segmenter import Segmenter  # noqa: E402
+from ldseg.evaluation.metrics import dice_per_class  # noqa: E402
+from ldseg.data.preprocess import labels_to_classes  # noqa: E402
 
 DICE_TARGET = 0.005      # largest acceptable |Dice(fast) - Dice(fp32)| per class
 SD_TARGET = 0.95         # smallest acceptable Pearson r of the SD maps

@@ -30,10 +30,10 @@ from evalreport.datasets import DATASETS, DEFAULT_DATA_ROOT, REPO_ROOT
 from evalreport.environment import display_path, machine_info, model_info, utc_now
 from evalreport.runs import SLOW_STEPS, Settings, evaluate_dataset, example_case
 from evalreport.summaries import dataset_summary, dataset_targets
-from ldseg.atomic import atomic_path
+from ldseg.io.atomic import atomic_path
 from ldseg.errors import LDSegError
-from ldseg.evaluation import write_json, write_table_csv
-from ldseg.inference import Segmenter
+from ldseg.evaluation.cases import write_json, write_table_csv
+from ldseg.inference.segmenter import Segmenter
 
 FIGURE_FOLDER = "evaluation"
 REPORT_NAME = "evaluation.md"

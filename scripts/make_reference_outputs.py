@@ -33,7 +33,7 @@ def digest(array: np.ndarray) -> str:
 
 
 def main() -> int:
-    from ldseg.inference import Segmenter   # the script's own import path is rewritten on moves
+    from ldseg.inference.segmenter import Segmenter   # the script's own import path is rewritten on moves
 
     torch.set_num_threads(2)
     records = []

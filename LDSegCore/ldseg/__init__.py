@@ -1,7 +1,7 @@
 """LDSeg engine: latent diffusion segmentation with per-voxel uncertainty.
 
 The engine knows nothing of 3D Slicer; the Slicer extension drives it through
-its command line (``ldseg``) or the :class:`ldseg.inference.Segmenter` API.
+its command line (``ldseg``) or the :class:`ldseg.inference.segmenter.Segmenter` API.
 """
 
 __version__ = "0.1.0"

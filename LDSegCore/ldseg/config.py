@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import MODEL_FORMAT_VERSION, __version__
-from .diffusion import SAMPLERS, SCHEDULES, ScheduleConfig
-from .preprocess import Preprocessing
+from .diffusion.schedule import SAMPLERS, SCHEDULES, ScheduleConfig
+from .data.preprocess import Preprocessing
 
 #: Network architectures a model file can hold: LDSeg's latent diffusion
 #: (four networks, sampled), or the deterministic Res-UNet baseline that the

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ldseg.device import autocast
-from ldseg.fastpath import memory_format
+from ldseg.inference.fastpath import memory_format
 
 from .measure import repeat_timing
 

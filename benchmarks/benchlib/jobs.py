@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from ldseg.device import autocast, resolve_device
-from ldseg.inference import Segmenter
-from ldseg.modelfile import read_config
+from ldseg.inference.segmenter import Segmenter
+from ldseg.io.modelfile import read_config
 from ldseg.nn.ldseg_net import count_parameters
-from ldseg.preprocess import prepare_image
-from ldseg.imageio import Geometry, MedicalImage
-from ldseg.sampling import SamplingOptions, decode_latents, denoise_samples, sample_noise
+from ldseg.data.preprocess import prepare_image
+from ldseg.io.images import Geometry, MedicalImage
+from ldseg.inference.sampling import SamplingOptions, decode_latents, denoise_samples, sample_noise
 
 from .flops import conv_throughput, count_flops
 from .measure import PeakMeter, current_rss_mb, linear_fit, repeat_timing, timed
@@ -215,7 +215,7 @@ def training_speed(config, device: torch.device, precision: str, batch: int, ste
     """Optimizer steps per second of the real trainer (its loss, backward,
     Adam step, EMA) on random data, timed between its per-step progress
     calls; the first step is a warm-up and not counted."""
-    from ldseg.train import Trainer, TrainOptions
+    from ldseg.training.trainer import Trainer, TrainOptions
 
     g = torch.Generator().manual_seed(0)
     pre = config.preprocessing

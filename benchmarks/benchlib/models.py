@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 
 from ldseg.config import ModelConfig
-from ldseg.modelfile import read_config, save_model
-from ldseg.models import resolve_model
+from ldseg.io.modelfile import read_config, save_model
+from ldseg.io.models import resolve_model
 from ldseg.nn import build_network
-from ldseg.preprocess import Preprocessing
-from ldseg.presets import network_preset
+from ldseg.data.preprocess import Preprocessing
+from ldseg.training.presets import network_preset
 
 
 def synthetic_config(grid: tuple[int, ...], size: str = "small") -> ModelConfig:

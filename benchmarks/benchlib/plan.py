@@ -51,7 +51,7 @@ class Plan:
 
 
 def shipped_configs(batch: int) -> list[Config]:
-    from ldseg.models import list_models
+    from ldseg.io.models import list_models
     return [Config(f"{m['name']} (shipped)", {"shipped": m["name"]}, train_batch=batch)
             for m in list_models() if m.get("source") == "shipped" and "error" not in m]
 

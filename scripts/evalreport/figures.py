@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from ldseg.atomic import atomic_path
-from ldseg.preview import pick_slice
+from ldseg.io.atomic import atomic_path
+from ldseg.io.preview import pick_slice
 
 DPI = 110
 LDSEG_COLOR = "tab:blue"

@@ -1,6 +1,6 @@
 """The evaluation runs of one data set, case by case.
 
-Everything goes through :class:`ldseg.inference.Segmenter`, the API behind
+Everything goes through :class:`ldseg.inference.segmenter.Segmenter`, the API behind
 ``ldseg segment``, so the numbers are those of what users run. Per case:
 
 * main: LDSeg with N samples and the model's DDIM steps -> Dice, IoU, HD95,
@@ -20,14 +20,14 @@ from typing import Callable
 
 import numpy as np
 
-from ldseg.dataset import CasePair
-from ldseg.evaluation import evaluate_case
-from ldseg.imageio import read_image, read_label
-from ldseg.inference import Segmenter
-from ldseg.metrics import dice_per_class, roc_auc
-from ldseg.perturb import add_gaussian_noise
-from ldseg.preprocess import labels_to_classes
-from ldseg.uncertainty_metrics import PooledAUROC, error_mask
+from ldseg.data.dataset import CasePair
+from ldseg.evaluation.cases import evaluate_case
+from ldseg.io.images import read_image, read_label
+from ldseg.inference.segmenter import Segmenter
+from ldseg.evaluation.metrics import dice_per_class, roc_auc
+from ldseg.evaluation.perturb import add_gaussian_noise
+from ldseg.data.preprocess import labels_to_classes
+from ldseg.evaluation.uncertainty import PooledAUROC, error_mask
 
 #: DDIM step counts from here up are slow (seconds per step on a CPU) and run
 #: on the first ``slow_cases`` test cases only.

@@ -1,6 +1,6 @@
 """From per-case rows to the report's numbers and the targets' verdicts.
 
-Statistics come from :func:`ldseg.evaluation.summarize` (mean, SD with
+Statistics come from :func:`ldseg.evaluation.cases.summarize` (mean, SD with
 ddof = 1, median, percentile-bootstrap 95% CI of the mean over cases).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ldseg.evaluation import summarize
+from ldseg.evaluation.cases import summarize
 
 from .datasets import DICE_TARGET, ROBUSTNESS_SIGMA, SD_AUROC_TARGET
 from .runs import DatasetRun

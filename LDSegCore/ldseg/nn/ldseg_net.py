@@ -8,7 +8,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..diffusion import standardize
+from ..diffusion.schedule import standardize
 from .decoder import LabelDecoder
 from .denoiser import Denoiser
 from .encoders import ImageEncoder, LabelEncoder

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import InputError
-from .imageio import (
+from ..errors import InputError
+from ..io.images import (
     Geometry,
     is_image_path,
     read_image,

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .errors import ModelFileError, LDSegError
+from ..config import ModelConfig
+from ..errors import ModelFileError, LDSegError
 from .modelfile import load_model_file, read_config
-from .nn import build_network
+from ..nn import build_network
 
 #: Name of the model used when none is given.
 DEFAULT_MODEL = "hippocampus"
@@ -28,8 +28,8 @@ def user_model_dir() -> Path:
 
 def shipped_model_dirs() -> list[Path]:
     """Models installed with the package, and Resources/Models of a source checkout."""
-    here = Path(__file__).resolve().parent
-    candidates = [here / "shipped_models", here.parents[1] / "Resources" / "Models"]
+    package = Path(__file__).resolve().parents[1]     # ldseg/
+    candidates = [package / "shipped_models", package.parents[1] / "Resources" / "Models"]
     return [p for p in candidates if p.is_dir()]
 
 

@@ -6,7 +6,7 @@ and used without pyplot, so no global backend is switched.
 
 import math
 
-from .atomic import atomic_path
+from ..io.atomic import atomic_path
 
 __all__ = ["save_training_curves"]
 

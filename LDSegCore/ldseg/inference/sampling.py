@@ -8,7 +8,7 @@ caller, and the mean/SD are accumulated chunk by chunk (Chan's merge) so N
 can be large without holding every sample. Nothing inside the sampling loop
 reads a tensor back to the host, so on a GPU the steps queue up without
 synchronizing. ``model`` may be an LDSegNet or anything with its
-``config``/``predict_noise``/``decode`` (e.g. :class:`ldseg.fastpath.InferenceNetworks`).
+``config``/``predict_noise``/``decode`` (e.g. :class:`ldseg.inference.fastpath.InferenceNetworks`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Callable
 
 import torch
 
-from .device import autocast, to_device_async
-from .diffusion import NoiseSchedule, sample
-from .nn.ldseg_net import LDSegNet
+from ..device import autocast, to_device_async
+from ..diffusion.schedule import NoiseSchedule, sample
+from ..nn.ldseg_net import LDSegNet
 
 
 @dataclass

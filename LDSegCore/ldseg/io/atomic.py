@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 
 @contextlib.contextmanager

@@ -16,9 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__
-from .errors import CancelledError, LDSegError, OutputError
-from .progress import MODES, Progress
+from .. import __version__
+from ..errors import CancelledError, LDSegError, OutputError
+from ..progress import MODES, Progress
 
 EXIT_USER, EXIT_INTERNAL, EXIT_CANCELLED = 2, 1, 130
 
@@ -80,7 +80,7 @@ class OutputFolder:
 def _output_format(image_path: Path, requested: str | None) -> str:
     if requested:
         return requested
-    from .imageio import split_extension
+    from ..io.images import split_extension
     ext = split_extension(image_path)[1].lower()
     return "nifti" if ext in (".nii", ".nii.gz") else "nrrd"
 
@@ -92,11 +92,11 @@ ARCHITECTURE_NAMES = {"ldseg": "LDSeg (latent diffusion)", "resunet": "Res-UNet 
 
 
 def cmd_segment(args, progress: Progress) -> int:
-    from .imageio import read_image, split_extension, write_image, write_segmentation_nrrd
-    from .inference import Segmenter
-    from .preprocess import check_image
-    from .preview import save_preview_png
-    from .restore import DEFAULT_RESTORE_BUDGET
+    from ..io.images import read_image, split_extension, write_image, write_segmentation_nrrd
+    from ..inference.segmenter import Segmenter
+    from ..data.preprocess import check_image
+    from ..io.preview import save_preview_png
+    from ..inference.restore import DEFAULT_RESTORE_BUDGET
 
     if not args.memory_budget > 0:
         raise LDSegError("--memory-budget must be a positive number of gigabytes")
@@ -158,10 +158,10 @@ def cmd_segment(args, progress: Progress) -> int:
 
 
 def cmd_info(args, progress: Progress) -> int:
-    from .models import resolve_model
-    from .modelfile import read_config
-    from .nn import build_network
-    from .nn.ldseg_net import count_parameters
+    from ..io.models import resolve_model
+    from ..io.modelfile import read_config
+    from ..nn import build_network
+    from ..nn.ldseg_net import count_parameters
     path = resolve_model(args.model)
     config = read_config(path)
     info = {**config.summary(), "path": str(path), "parameters": count_parameters(build_network(config)),
@@ -190,7 +190,7 @@ def cmd_info(args, progress: Progress) -> int:
 
 
 def cmd_models(args, progress: Progress) -> int:
-    from .models import list_models, user_model_dir
+    from ..io.models import list_models, user_model_dir
     models = list_models()
     if args.json:
         print(json.dumps(models, indent=2))
@@ -204,12 +204,12 @@ def cmd_models(args, progress: Progress) -> int:
 
 
 def cmd_train(args, progress: Progress) -> int:
-    from .train_cli import run_training
+    from .train import run_training
     return run_training(args, progress)
 
 
 def cmd_evaluate(args, progress: Progress) -> int:
-    from .evaluate_cli import run_evaluation
+    from .evaluate import run_evaluation
     return run_evaluation(args, progress)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .atomic import atomic_path
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
 
 __all__ = [
     "Geometry",
@@ -479,7 +479,7 @@ def _write_sitk(image: sitk.Image, path: str, compress: bool) -> None:
 
 
 def _atomic_write(image: sitk.Image, path: Path, ext: str) -> None:
-    """Write through a temp file beside ``path`` (see :mod:`ldseg.atomic`);
+    """Write through a temp file beside ``path`` (see :mod:`ldseg.io.atomic`);
     ITK's errors become one-line OutputErrors."""
     try:
         with atomic_path(path, suffix=ext) as tmp:

@@ -36,19 +36,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import ModelConfig
-from .device import autocast, describe, use_bf16
-from .diffusion import NoiseSchedule
-from .errors import InputError, LDSegError
+from ..config import ModelConfig
+from ..device import autocast, describe, use_bf16
+from ..diffusion.schedule import NoiseSchedule
+from ..errors import InputError, LDSegError
 from .losses import segmentation_loss
-from .atomic import write_bytes_atomic
-from .augment import random_flip
-from .metrics import dice_per_class
-from .modelfile import save_model
-from .nn import build_network
-from .nn.ldseg_net import LDSegNet
-from .progress import null_progress
-from .sampling import SamplingOptions, forward_probabilities, sample_probabilities
+from ..io.atomic import write_bytes_atomic
+from ..data.augment import random_flip
+from ..evaluation.metrics import dice_per_class
+from ..io.modelfile import save_model
+from ..nn import build_network
+from ..nn.ldseg_net import LDSegNet
+from ..progress import null_progress
+from ..inference.sampling import SamplingOptions, forward_probabilities, sample_probabilities
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "best.safetensors"

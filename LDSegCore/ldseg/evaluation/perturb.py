@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["scale_to_unit", "add_gaussian_noise"]
 

@@ -7,7 +7,7 @@ so no global backend is switched in the host application.
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .atomic import atomic_path
 
 __all__ = ["save_preview_png", "pick_slice"]

@@ -11,7 +11,7 @@ result arrays.
 Linear resampling is separable, so a slab is exact: the first axis is
 interpolated by hand for just the slab's rows, the remaining axes by
 ``F.interpolate`` with the same sizes as the whole-volume call; the result
-matches :func:`ldseg.preprocess.restore_probabilities` to float rounding.
+matches :func:`ldseg.data.preprocess.restore_probabilities` to float rounding.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def slabs(length: int, rows: int) -> Iterator[tuple[int, int]]:
 
 def normalize_probabilities(p: torch.Tensor) -> torch.Tensor:
     """Clamp to >= 0 and rescale to sum 1 over the classes (uniform where all
-    are zero), as :func:`ldseg.preprocess.restore_probabilities` does."""
+    are zero), as :func:`ldseg.data.preprocess.restore_probabilities` does."""
     p = p.clamp_min_(0)
     total = p.sum(dim=0, keepdim=True)
     p.div_(total.clamp_min(1e-12))

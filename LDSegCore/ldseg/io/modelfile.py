@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import MODEL_FORMAT_VERSION
-from .config import ModelConfig
+from .. import MODEL_FORMAT_VERSION
+from ..config import ModelConfig
 from .atomic import atomic_path
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 MAGIC = "ldseg-model"
 MAX_HEADER = 64 * 1024 * 1024

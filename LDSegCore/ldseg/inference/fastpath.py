@@ -14,7 +14,7 @@
   so ``--compile`` never breaks a run.
 
 bf16 autocast is chosen in :mod:`ldseg.device` and applied by
-:mod:`ldseg.sampling`; everything here runs under ``torch.inference_mode``.
+:mod:`ldseg.inference.sampling`; everything here runs under ``torch.inference_mode``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import LDSegError
+from ..errors import LDSegError
 
 #: torch.compile backend used by ``compile=True``.
 DEFAULT_COMPILE_BACKEND = "inductor"
@@ -100,7 +100,7 @@ class InferenceNetworks:
     """An LDSeg model's three inference entry points with the fast paths on.
 
     Duck-types the parts of :class:`~ldseg.nn.ldseg_net.LDSegNet` that
-    :mod:`ldseg.sampling` uses (``config``, ``encode_image``,
+    :mod:`ldseg.inference.sampling` uses (``config``, ``encode_image``,
     ``predict_noise``, ``decode``), so it can be passed in the model's place.
     Converting to channels-last changes the model's weights' memory layout
     in place (values are untouched).

@@ -3,7 +3,7 @@
 The question asked of LDSeg's per-voxel SD map: does a high SD mark the
 voxels the segmentation gets wrong? Its answer is the area under the ROC
 curve (AUROC) of the SD as a score for "wrong voxel". Per case,
-:func:`ldseg.metrics.roc_auc` does it; :class:`PooledAUROC` pools the voxels
+:func:`ldseg.evaluation.metrics.roc_auc` does it; :class:`PooledAUROC` pools the voxels
 of many cases (millions for a 2D histology test set) exactly, keeping per
 case only a table of distinct scores with their wrong / right counts.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["error_mask", "count_table", "auroc_from_counts", "PooledAUROC"]
 
@@ -67,7 +67,7 @@ def auroc_from_counts(values, positives, negatives) -> float:
 class PooledAUROC:
     """AUROC over the voxels of many cases together, added one case at a time.
 
-    Exact (ties included): equal to :func:`ldseg.metrics.roc_auc` of all
+    Exact (ties included): equal to :func:`ldseg.evaluation.metrics.roc_auc` of all
     voxels concatenated, without holding every voxel's score.
     """
 

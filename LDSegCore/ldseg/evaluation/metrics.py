@@ -8,8 +8,8 @@ return, and are reversed here to match the numpy axes.
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError
-from .uncertainty_metrics import auroc_from_counts, count_table
+from ..errors import InputError
+from .uncertainty import auroc_from_counts, count_table
 
 __all__ = [
     "dice_per_class",

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .imageio import MedicalImage
+from ..errors import InputError
+from ..io.images import MedicalImage
 
 __all__ = [
     "Preprocessing",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from ..io.atomic import atomic_path
 from .metrics import dice_per_class, hausdorff95_per_class, iou_per_class
 
 __all__ = [

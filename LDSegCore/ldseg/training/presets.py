@@ -7,11 +7,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import DiffusionConfig, ModelConfig, NetworkConfig
-from .dataset import CasePair
-from .errors import InputError
-from .imageio import read_image, read_label
-from .preprocess import Preprocessing
+from ..config import DiffusionConfig, ModelConfig, NetworkConfig
+from ..data.dataset import CasePair
+from ..errors import InputError
+from ..io.images import read_image, read_label
+from ..data.preprocess import Preprocessing
 
 PRESETS: dict[str, dict] = {
     # Small enough to train in minutes on a laptop CPU (tests, quick looks).

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .dataset import find_pairs
-from .errors import InputError
-from .evaluation import evaluate_case, format_summary, summarize, write_json, write_table_csv
-from .imageio import read_label
-from .inference import Segmenter
-from .preprocess import labels_to_classes
-from .progress import Progress
+from ..data.dataset import find_pairs
+from ..errors import InputError
+from ..evaluation.cases import evaluate_case, format_summary, summarize, write_json, write_table_csv
+from ..io.images import read_label
+from ..inference.segmenter import Segmenter
+from ..data.preprocess import labels_to_classes
+from ..progress import Progress
 
 
 def run_evaluation(args, progress: Progress) -> int:
@@ -37,7 +37,7 @@ def run_evaluation(args, progress: Progress) -> int:
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        from .errors import OutputError
+        from ..errors import OutputError
         raise OutputError(f"{output}: cannot create the output folder ({e.strerror})") from None
     write_table_csv(rows, output / "cases.csv")
     # what actually ran: a deterministic baseline takes one pass, no sampling steps

@@ -8,7 +8,7 @@ memory budget, so large inputs fit); the result carries the input's geometry
 unchanged. A deterministic Res-UNet baseline model runs one forward pass
 instead (its SD is exactly zero; sampler options are moot).
 
-Fast paths (see :mod:`ldseg.fastpath`): bf16 autocast where the hardware has
+Fast paths (see :mod:`ldseg.inference.fastpath`): bf16 autocast where the hardware has
 fast bf16 (``precision``), channels-last convolutions (``channels_last``),
 optional ``torch.compile`` (``compile``), all under ``torch.inference_mode``.
 """
@@ -24,15 +24,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .device import autocast, describe, resolve_device, use_bf16
-from .diffusion import NoiseSchedule
-from .errors import InputError
+from ..device import autocast, describe, resolve_device, use_bf16
+from ..diffusion.schedule import NoiseSchedule
+from ..errors import InputError
 from .fastpath import (CompiledOrEager, InferenceNetworks, compile_backend, memory_format,
                        wants_channels_last)
-from .imageio import Geometry, MedicalImage, read_image
-from .models import load_model
-from .preprocess import classes_to_labels, prepare_image
-from .progress import null_progress
+from ..io.images import Geometry, MedicalImage, read_image
+from ..io.models import load_model
+from ..data.preprocess import classes_to_labels, prepare_image
+from ..progress import null_progress
 from .restore import DEFAULT_RESTORE_BUDGET, restore_result
 from .sampling import SamplingOptions, forward_probabilities, sample_probabilities
 

@@ -8,16 +8,16 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .config import DiffusionConfig, ModelConfig
-from .dataset import SegmentationDataset, find_pairs, split_cases
-from .device import resolve_device
-from .atomic import write_bytes_atomic
-from .errors import InputError, OutputError
-from .modelfile import load_model_file
-from .models import resolve_model
-from .presets import config_for_dataset, model_name_from
-from .progress import Progress
-from .train import BEST_MODEL, CHECKPOINT, LAST_MODEL, Trainer, TrainOptions
+from ..config import DiffusionConfig, ModelConfig
+from ..data.dataset import SegmentationDataset, find_pairs, split_cases
+from ..device import resolve_device
+from ..io.atomic import write_bytes_atomic
+from ..errors import InputError, OutputError
+from ..io.modelfile import load_model_file
+from ..io.models import resolve_model
+from ..training.presets import config_for_dataset, model_name_from
+from ..progress import Progress
+from ..training.trainer import BEST_MODEL, CHECKPOINT, LAST_MODEL, Trainer, TrainOptions
 
 
 def _init_distributed(device: torch.device) -> None:

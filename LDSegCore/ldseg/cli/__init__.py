@@ -1,0 +1,1 @@
+"""The ``ldseg`` command line (imports no torch until a command needs it)."""

@@ -1,0 +1,1 @@
+"""Data sets, augmentation and image preparation (intensity, model grid, label values)."""

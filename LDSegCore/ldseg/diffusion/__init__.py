@@ -1,0 +1,1 @@
+"""Diffusion: the noise schedule, forward noising, the parameterization and the samplers."""

@@ -1,0 +1,1 @@
+"""Measuring results: segmentation metrics, uncertainty metrics, per-case evaluation, perturbations."""

@@ -1,0 +1,1 @@
+"""Files: medical images, model files, the model catalogue, previews, atomic writes."""

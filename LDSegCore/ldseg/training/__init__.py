@@ -1,0 +1,1 @@
+"""Training: the trainer, its losses, training curves and model presets."""
