@@ -18,7 +18,7 @@ def shared_data() -> Path:
     path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
     if not path.is_dir():
         if os.environ.get("CI"):
-            pytest.fail(f"shared data not found at {path}")   # CI must test on the real data
+            pytest.fail(f"shared data not found at {path}")  # CI must test on the real data
         pytest.skip(f"shared data not found at {path}")
     return path
 
@@ -26,21 +26,22 @@ def shared_data() -> Path:
 import torch  # noqa: E402
 
 from ldseg.config import ModelConfig  # noqa: E402
+from ldseg.data.preprocess import Preprocessing  # noqa: E402
 from ldseg.io.modelfile import save_model  # noqa: E402
 from ldseg.nn.ldseg_net import LDSegNet  # noqa: E402
 from ldseg.training.presets import network_preset  # noqa: E402
-from ldseg.data.preprocess import Preprocessing  # noqa: E402
 
 
-def make_model_file(path, *, dims=3, channels=1, grid=(16, 32, 32), label_values=(0, 1),
-                    class_names=None, seed=0):
+def make_model_file(path, *, dims=3, channels=1, grid=(16, 32, 32), label_values=(0, 1), class_names=None, seed=0):
     """A real (untrained, randomly initialized) tiny model saved as a model file."""
     torch.manual_seed(seed)
     names = class_names or ("background",) + tuple(f"class {v}" for v in label_values[1:])
     config = ModelConfig(
         preprocessing=Preprocessing(dims=dims, channels=channels, grid=grid, label_values=label_values),
-        class_names=names, name=Path(path).stem,
-        network=network_preset("tiny", image_attention=dims == 2))
+        class_names=names,
+        name=Path(path).stem,
+        network=network_preset("tiny", image_attention=dims == 2),
+    )
     model = LDSegNet(config)
     save_model(path, config, model.state_dict())
     return path
@@ -53,5 +54,11 @@ def tiny_3d_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_2d_rgb_model(tmp_path_factory):
-    return make_model_file(tmp_path_factory.mktemp("models") / "tiny2d.safetensors", dims=2, channels=3,
-                           grid=(32, 32), label_values=(0, 255), class_names=("background", "gland"))
+    return make_model_file(
+        tmp_path_factory.mktemp("models") / "tiny2d.safetensors",
+        dims=2,
+        channels=3,
+        grid=(32, 32),
+        label_values=(0, 255),
+        class_names=("background", "gland"),
+    )

@@ -13,9 +13,21 @@ REPO = Path(__file__).resolve().parents[1]
 def test_quick_benchmarks_run_and_write_json(tmp_path):
     out = tmp_path / "bench.json"
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_benchmarks.py"), "--quick",
-                           "--device", "cpu", "--json", str(out)],
-                          capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "run_benchmarks.py"),
+            "--quick",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "seconds/image" in proc.stdout and "K=1000" in proc.stdout
     results = json.loads(out.read_text())
@@ -24,8 +36,11 @@ def test_quick_benchmarks_run_and_write_json(tmp_path):
     for key in ("conv2d", "conv3d"):
         assert results["machine"][key]["fp32"]["gflops"] > 0 and results["machine"][key]["bf16"]["gflops"] > 0
     names = [c["name"] for c in results["configs"]]
-    assert any("shipped" in n for n in names) and any(n.startswith("2D") for n in names) \
+    assert (
+        any("shipped" in n for n in names)
+        and any(n.startswith("2D") for n in names)
         and any(n.startswith("3D") for n in names)
+    )
     for cfg in results["configs"]:
         assert "errors" not in cfg and "error" not in cfg, cfg.get("errors") or cfg.get("error")
         inf = cfg["inference"]
@@ -50,10 +65,22 @@ def test_fast_vs_fp32_on_one_test_case(shared_data, tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "fvf.json"
-    code = module.main(["--data", str(shared_data / "hippocampus"), "--limit", "1", "--samples", "3",
-                        "--device", "cpu", "--json", str(out)])
+    code = module.main(
+        [
+            "--data",
+            str(shared_data / "hippocampus"),
+            "--limit",
+            "1",
+            "--samples",
+            "3",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ]
+    )
     summary = json.loads(out.read_text())
-    assert summary["cases"] == ["hippocampus_321"]              # the first case of the test split
+    assert summary["cases"] == ["hippocampus_321"]  # the first case of the test split
     assert [c["name"] for c in summary["classes"]] == ["anterior", "posterior"]
     assert summary["passed"] and code == 0
     assert summary["max_abs_dice_difference"] <= 0.005 and summary["sd_pearson_pooled"] >= 0.95

@@ -26,9 +26,26 @@ def _same_geometry(a: sitk.Image, b: sitk.Image):
 def test_segment_writes_outputs_on_the_input_geometry(shared_data, tiny_3d_model, tmp_path, name):
     src = shared_data / "samples" / name
     out = tmp_path / "out"
-    assert main(["segment", str(src), "-o", str(out), "--model", str(tiny_3d_model), "--samples", "3",
-                 "--progress", "none", "--device", "cpu"]) == 0
-    stem = name[:-len(".nrrd")]
+    assert (
+        main(
+            [
+                "segment",
+                str(src),
+                "-o",
+                str(out),
+                "--model",
+                str(tiny_3d_model),
+                "--samples",
+                "3",
+                "--progress",
+                "none",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    stem = name[: -len(".nrrd")]
     manifest = json.loads((out / f"{stem}_result.json").read_text())
     ref = sitk.ReadImage(str(src))
     for key in ("labels", "sd", "probabilities"):
@@ -39,18 +56,52 @@ def test_segment_writes_outputs_on_the_input_geometry(shared_data, tiny_3d_model
     assert manifest["device"] == "cpu" and manifest["samples"] == 3
     assert [c["name"] for c in manifest["classes"]] == ["background", "class 1"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{stem}_{k}" for k in ("labels.nrrd", "sd.nrrd", "probabilities.nrrd", "preview.png", "result.json"))
+        f"{stem}_{k}" for k in ("labels.nrrd", "sd.nrrd", "probabilities.nrrd", "preview.png", "result.json")
+    )
 
 
 def test_nifti_in_nifti_out_and_seg_nrrd_on_request(shared_data, tiny_3d_model, tmp_path):
     src = shared_data / "hippocampus" / "images" / "hippocampus_001.nii.gz"
-    assert main(["segment", str(src), "-o", str(tmp_path), "--model", str(tiny_3d_model),
-                 "--samples", "1", "--progress", "none", "--no-probabilities"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(src),
+                "-o",
+                str(tmp_path),
+                "--model",
+                str(tiny_3d_model),
+                "--samples",
+                "1",
+                "--progress",
+                "none",
+                "--no-probabilities",
+            ]
+        )
+        == 0
+    )
     labels = sitk.ReadImage(str(tmp_path / "hippocampus_001_labels.nii.gz"))
     _same_geometry(labels, sitk.ReadImage(str(src)))
     assert not (tmp_path / "hippocampus_001_probabilities.nii.gz").exists()
-    assert main(["segment", str(src), "-o", str(tmp_path / "seg"), "--model", str(tiny_3d_model),
-                 "--samples", "1", "--progress", "none", "--format", "seg.nrrd"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(src),
+                "-o",
+                str(tmp_path / "seg"),
+                "--model",
+                str(tiny_3d_model),
+                "--samples",
+                "1",
+                "--progress",
+                "none",
+                "--format",
+                "seg.nrrd",
+            ]
+        )
+        == 0
+    )
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(tmp_path / "seg" / "hippocampus_001_labels.seg.nrrd"))
     reader.ReadImageInformation()
@@ -59,21 +110,39 @@ def test_nifti_in_nifti_out_and_seg_nrrd_on_request(shared_data, tiny_3d_model, 
 
 def test_json_progress_is_ordered_and_ends_done(shared_data, tiny_2d_rgb_model, tmp_path):
     src = shared_data / "glas" / "testA" / "images" / "testA_1.png"
-    proc = subprocess.run([sys.executable, "-m", "ldseg", "segment", str(src), "-o", str(tmp_path),
-                           "--model", str(tiny_2d_rgb_model), "--samples", "4", "--progress", "json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ldseg",
+            "segment",
+            str(src),
+            "-o",
+            str(tmp_path),
+            "--model",
+            str(tiny_2d_rgb_model),
+            "--samples",
+            "4",
+            "--progress",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stderr.splitlines()]
     fractions = [e["fraction"] for e in events if e["stage"] != "info"]
     assert fractions == sorted(fractions) and events[-1]["stage"] == "done"
     stages = [e["stage"] for e in events]
     assert stages.index("encode") < stages.index("sample") < stages.index("write")
-    assert any("cpu" in e["message"] for e in events if e["stage"] == "info")   # says which device runs
+    assert any("cpu" in e["message"] for e in events if e["stage"] == "info")  # says which device runs
     labels = sitk.ReadImage(str(tmp_path / "testA_1_labels.nrrd"))
     assert labels.GetSize() == sitk.ReadImage(str(src)).GetSize()
 
 
 # -- bad input -------------------------------------------------------------------
+
 
 def _write(array, path, spacing=None):
     img = sitk.GetImageFromArray(array)
@@ -118,8 +187,12 @@ def test_unwritable_output_folder(shared_data, tiny_3d_model, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     src = shared_data / "samples" / SAMPLES[1]
-    _one_line_error(capsys, ["segment", str(src), "-o", str(blocker / "out"), "--model", str(tiny_3d_model),
-                             "--samples", "1"], "cannot write", "not a folder")
+    _one_line_error(
+        capsys,
+        ["segment", str(src), "-o", str(blocker / "out"), "--model", str(tiny_3d_model), "--samples", "1"],
+        "cannot write",
+        "not a folder",
+    )
     assert blocker.read_text() == "not a folder"
 
 
@@ -129,15 +202,31 @@ def test_outputs_beside_the_input_leave_it_and_other_files_alone(tmp_path, tiny_
     other = tmp_path / "notes.txt"
     other.write_text("mine")
     before = src.read_bytes()
-    assert main(["segment", str(src), "-o", str(tmp_path), "--model", str(tiny_3d_model),
-                 "--samples", "1", "--progress", "none"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(src),
+                "-o",
+                str(tmp_path),
+                "--model",
+                str(tiny_3d_model),
+                "--samples",
+                "1",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     assert src.read_bytes() == before and other.read_text() == "mine"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no staging left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
 def test_output_folder_refuses_to_replace_an_input(tmp_path):
     from ldseg.cli.main import OutputFolder
     from ldseg.errors import OutputError
+
     src = tmp_path / "x_labels.nrrd"
     src.write_bytes(b"input")
     with pytest.raises(OutputError, match="overwrite an input"):
@@ -182,8 +271,24 @@ def test_train_bad_data_gives_one_line_and_writes_nothing(case, tmp_path, shared
             new.CopyInformation(img)
         sitk.WriteImage(new, str(victim))
     model = tmp_path / "m.safetensors"
-    argv = ["train", str(root), "-o", str(model), "--size", "tiny", "--grid", "16", "16", "16",
-            "--epochs", "1", "--progress", "none", "--val-fraction", "0"]
+    argv = [
+        "train",
+        str(root),
+        "-o",
+        str(model),
+        "--size",
+        "tiny",
+        "--grid",
+        "16",
+        "16",
+        "16",
+        "--epochs",
+        "1",
+        "--progress",
+        "none",
+        "--val-fraction",
+        "0",
+    ]
     if case == "unknown":
         argv += ["--label-values", "0", "1", "2"]
     _one_line_error(capsys, argv, *expect)

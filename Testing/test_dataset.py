@@ -13,14 +13,12 @@ from ldseg.data.dataset import (
     find_pairs,
     split_cases,
 )
+from ldseg.data.preprocess import Preprocessing
 from ldseg.errors import InputError
 from ldseg.io.images import Geometry, write_image
-from ldseg.data.preprocess import Preprocessing
 
 PRE = Preprocessing(dims=3, channels=1, grid=(8, 8, 8), label_values=(0, 1, 2))
-GEOMETRY = Geometry(
-    (1.0, 1.0, 2.0), (5.0, 6.0, 7.0), Geometry.identity(3).direction
-)
+GEOMETRY = Geometry((1.0, 1.0, 2.0), (5.0, 6.0, 7.0), Geometry.identity(3).direction)
 
 
 def _error(func, *args, **kwargs) -> str:
@@ -144,13 +142,9 @@ def test_split_edge_cases():
 
 def test_dataset_on_hippocampus(shared_data):
     pairs = find_pairs(shared_data / "hippocampus")[:4]
-    pre = Preprocessing(
-        dims=3, channels=1, grid=(16, 24, 16), label_values=(0, 1, 2)
-    )
+    pre = Preprocessing(dims=3, channels=1, grid=(16, 24, 16), label_values=(0, 1, 2))
     seen = []
-    data = SegmentationDataset(
-        pairs, pre, progress=lambda f, m: seen.append((f, m))
-    )
+    data = SegmentationDataset(pairs, pre, progress=lambda f, m: seen.append((f, m)))
     assert len(data) == 4
     assert data.names == [p.name for p in pairs]
     assert data.spacings[0] == (1.0, 1.0, 1.0)
@@ -188,9 +182,7 @@ def test_dataset_problems_name_the_label(tmp_path, problem, words):
         label = np.zeros((6, 7, 9), np.uint8)
         label[2, 2, 2] = 1
     elif problem == "geometry":
-        geometry = Geometry(
-            GEOMETRY.spacing, (5.0, 6.0, 9.0), GEOMETRY.direction
-        )
+        geometry = Geometry(GEOMETRY.spacing, (5.0, 6.0, 9.0), GEOMETRY.direction)
     elif problem == "empty":
         label[:] = 0
     elif problem == "unknown":
@@ -204,9 +196,7 @@ def test_dataset_problems_name_the_label(tmp_path, problem, words):
 
 def test_dataset_allows_empty_labels_when_asked(tmp_path):
     _make_case(tmp_path, "empty", label=np.zeros((6, 7, 8), np.uint8))
-    data = SegmentationDataset(
-        find_pairs(tmp_path), PRE, require_foreground=False
-    )
+    data = SegmentationDataset(find_pairs(tmp_path), PRE, require_foreground=False)
     assert int(data[0][1].sum()) == 0
 
 
@@ -225,25 +215,18 @@ def test_dataset_image_problem_names_the_image(tmp_path):
 
 
 def test_random_flip_reproducible_and_consistent():
-    images = torch.arange(4 * 2 * 3 * 4 * 5, dtype=torch.float32).reshape(
-        4, 2, 3, 4, 5
-    )
+    images = torch.arange(4 * 2 * 3 * 4 * 5, dtype=torch.float32).reshape(4, 2, 3, 4, 5)
     labels = images[:, 0].long()
     first = random_flip(images, labels, torch.Generator().manual_seed(7))
     second = random_flip(images, labels, torch.Generator().manual_seed(7))
-    assert torch.equal(first[0], second[0]) and torch.equal(
-        first[1], second[1]
-    )
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     flipped_images, flipped_labels = first
     # Labels were built from channel 0, so they must still agree after flips.
     assert torch.equal(flipped_images[:, 0].long(), flipped_labels)
     assert not torch.equal(flipped_images, images)
     # Each sample is a flip of its own original (some combination of axes).
     for b in range(4):
-        options = [
-            images[b].flip([a + 1 for a in range(3) if m >> a & 1])
-            for m in range(8)
-        ]
+        options = [images[b].flip([a + 1 for a in range(3) if m >> a & 1]) for m in range(8)]
         assert any(torch.equal(flipped_images[b], o) for o in options)
 
 

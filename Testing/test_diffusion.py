@@ -16,6 +16,7 @@ def _oracle(schedule, z0):
     def predict(z_t, t):
         ab = schedule.alpha_bar[t].to(z_t.dtype).view(-1, *([1] * (z_t.dim() - 1)))
         return (z_t - ab.sqrt() * z0) / (1 - ab).sqrt()
+
     return predict
 
 
@@ -31,8 +32,7 @@ def test_ddim_oracle_recovers_z0(kind, dims, k, restandardize):
     g = torch.Generator().manual_seed(k)
     z0 = standardize(torch.randn(SHAPES[dims], generator=g, dtype=torch.float64))
     z_T = torch.randn(z0.shape, generator=g, dtype=torch.float64)
-    out = sample(_oracle(schedule, z0), z_T, schedule, sampler="ddim", steps=k,
-                 restandardize=restandardize)
+    out = sample(_oracle(schedule, z0), z_T, schedule, sampler="ddim", steps=k, restandardize=restandardize)
     torch.testing.assert_close(out, z0, atol=1e-9, rtol=0)
 
 
@@ -44,8 +44,7 @@ def test_ddpm_and_single_step_oracle_recover_z0(kind, dims, sampler):
     g = torch.Generator().manual_seed(0)
     z0 = standardize(torch.randn(SHAPES[dims], generator=g, dtype=torch.float64))
     z_T = torch.randn(z0.shape, generator=g, dtype=torch.float64)
-    out = sample(_oracle(schedule, z0), z_T, schedule, sampler=sampler, generator=g,
-                 restandardize=False)
+    out = sample(_oracle(schedule, z0), z_T, schedule, sampler=sampler, generator=g, restandardize=False)
     torch.testing.assert_close(out, z0, atol=1e-9, rtol=0)
 
 
@@ -66,8 +65,16 @@ def test_ddim_with_eta_oracle():
     schedule = NoiseSchedule(ScheduleConfig(kind="cosine"))
     g = torch.Generator().manual_seed(2)
     z0 = standardize(torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64))
-    out = sample(_oracle(schedule, z0), torch.randn(z0.shape, generator=g, dtype=torch.float64),
-                 schedule, sampler="ddim", steps=10, eta=1.0, generator=g, restandardize=False)
+    out = sample(
+        _oracle(schedule, z0),
+        torch.randn(z0.shape, generator=g, dtype=torch.float64),
+        schedule,
+        sampler="ddim",
+        steps=10,
+        eta=1.0,
+        generator=g,
+        restandardize=False,
+    )
     torch.testing.assert_close(out, z0, atol=1e-9, rtol=0)
 
 
@@ -77,18 +84,18 @@ def test_schedules_and_steps_follow_the_paper():
     for s in (lin, cos):
         assert s.alpha_bar[0] == 1.0
         assert len(s.alpha_bar) == 1001
-        assert torch.all(s.alpha_bar[1:] < s.alpha_bar[:-1])      # strictly decreasing
-        assert 0 < s.alpha_bar[-1] < 1e-3                           # nearly pure noise at T
+        assert torch.all(s.alpha_bar[1:] < s.alpha_bar[:-1])  # strictly decreasing
+        assert 0 < s.alpha_bar[-1] < 1e-3  # nearly pure noise at T
     assert lin.betas[1].item() == pytest.approx(1e-4) and lin.betas[-1].item() == pytest.approx(0.02)
     assert cos.ddim_timesteps(2) == [1000, 1]
-    assert cos.ddim_timesteps(5) == [1000, 750, 500, 251, 1]       # round(linspace(1, 1000, 5))
+    assert cos.ddim_timesteps(5) == [1000, 750, 500, 251, 1]  # round(linspace(1, 1000, 5))
     assert cos.ddim_timesteps(1) == [1000]
     assert cos.ddim_timesteps(1000) == list(range(1000, 0, -1))
 
 
 def test_forward_noise_is_independent_per_sample_and_never_clipped():
     s = NoiseSchedule()
-    z0 = torch.full((2, 1, 4, 4), 5.0)    # far outside [-1, 1]
+    z0 = torch.full((2, 1, 4, 4), 5.0)  # far outside [-1, 1]
     t = torch.tensor([1, 1])
     noise = torch.randn(2, 1, 4, 4)
     z_t = s.add_noise(z0, noise, t)

@@ -4,22 +4,41 @@ import csv
 import json
 
 import pytest
+from conftest import make_model_file
 
 from ldseg.cli.main import main
-from ldseg.io.images import read_label
-from ldseg.inference.segmenter import Segmenter
 from ldseg.evaluation.metrics import dice_per_class
-
-from conftest import make_model_file
+from ldseg.inference.segmenter import Segmenter
+from ldseg.io.images import read_label
 
 
 def test_evaluate_writes_per_case_table_and_summary(shared_data, tmp_path, capsys):
-    model = make_model_file(tmp_path / "hip.safetensors", grid=(16, 24, 16), label_values=(0, 1, 2),
-                            class_names=("background", "anterior", "posterior"))
+    model = make_model_file(
+        tmp_path / "hip.safetensors",
+        grid=(16, 24, 16),
+        label_values=(0, 1, 2),
+        class_names=("background", "anterior", "posterior"),
+    )
     cases = ["hippocampus_001", "hippocampus_003"]
     out = tmp_path / "eval"
-    assert main(["evaluate", str(model), str(shared_data / "hippocampus"), "-o", str(out), "--cases", *cases,
-                 "--progress", "none", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(model),
+                str(shared_data / "hippocampus"),
+                "-o",
+                str(out),
+                "--cases",
+                *cases,
+                "--progress",
+                "none",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader((out / "cases.csv").open()))
     assert [r["case"] for r in rows] == cases
     assert {"dice_anterior", "dice_posterior", "iou_anterior", "hd95_posterior", "dice_mean"} <= set(rows[0])
@@ -38,8 +57,14 @@ def test_evaluate_writes_per_case_table_and_summary(shared_data, tmp_path, capsy
 def test_info_and_models(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LDSEG_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
-    make_model_file(tmp_path / "models" / "mine.safetensors", dims=2, channels=3, grid=(32, 32),
-                    label_values=(0, 255), class_names=("background", "gland"))
+    make_model_file(
+        tmp_path / "models" / "mine.safetensors",
+        dims=2,
+        channels=3,
+        grid=(32, 32),
+        label_values=(0, 255),
+        class_names=("background", "gland"),
+    )
     assert main(["info", "mine", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["dims"] == 2 and info["channels"] == 3

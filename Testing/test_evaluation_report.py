@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from ldseg.config import ModelConfig
+from ldseg.data.preprocess import Preprocessing
 from ldseg.io.modelfile import read_config, save_model
 from ldseg.nn import build_network
-from ldseg.data.preprocess import Preprocessing
 from ldseg.training.presets import network_preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +62,11 @@ def _tiny_resunet(path):
     torch.manual_seed(0)
     config = ModelConfig(
         preprocessing=Preprocessing(dims=3, channels=1, grid=(16, 24, 16), label_values=(0, 1, 2)),
-        class_names=("background", "anterior", "posterior"), name="tiny-resunet",
-        network=network_preset("tiny", image_attention=False), architecture="resunet")
+        class_names=("background", "anterior", "posterior"),
+        name="tiny-resunet",
+        network=network_preset("tiny", image_attention=False),
+        architecture="resunet",
+    )
     save_model(path, config, build_network(config).state_dict())
     return path
 
@@ -72,22 +75,56 @@ def _tiny_resunet(path):
 def test_report_end_to_end_on_two_hippocampus_cases(shared_data, tmp_path):
     baseline = _tiny_resunet(tmp_path / "tiny-resunet.safetensors")
     out = tmp_path / "docs"
-    command = [sys.executable, str(SCRIPTS / "evaluation_report.py"), "--datasets", "hippocampus",
-               "--limit", "2", "--samples", "4", "--step-counts", "1", "2", "50", "--slow-cases", "1",
-               "--sigmas", "0", "0.2", "--threads", "1", "--device", "cpu", "--data", str(shared_data),
-               "--hippocampus-model", str(SHIPPED_MODEL), "--hippocampus-baseline", str(baseline),
-               "--out", str(out)]
-    done = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=600)
+    command = [
+        sys.executable,
+        str(SCRIPTS / "evaluation_report.py"),
+        "--datasets",
+        "hippocampus",
+        "--limit",
+        "2",
+        "--samples",
+        "4",
+        "--step-counts",
+        "1",
+        "2",
+        "50",
+        "--slow-cases",
+        "1",
+        "--sigmas",
+        "0",
+        "0.2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--data",
+        str(shared_data),
+        "--hippocampus-model",
+        str(SHIPPED_MODEL),
+        "--hippocampus-baseline",
+        str(baseline),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(
+        command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
 
     report = (out / "evaluation.md").read_text(encoding="utf-8")
-    for heading in ("## Targets", "## Model files", "### 1. Accuracy", "### 2. Sampling steps",
-                    "### 3. Robustness to image noise", "### 4. Uncertainty", "### 5. Ablation",
-                    "**Not run**: the ablation"):
+    for heading in (
+        "## Targets",
+        "## Model files",
+        "### 1. Accuracy",
+        "### 2. Sampling steps",
+        "### 3. Robustness to image noise",
+        "### 4. Uncertainty",
+        "### 5. Ablation",
+        "**Not run**: the ablation",
+    ):
         assert heading in report
     assert "--limit 2" in report and "not test-set results" in report
-    assert "**Not run: not selected (--datasets)**" in report          # GlaS
+    assert "**Not run: not selected (--datasets)**" in report  # GlaS
     assert "`Resources/Models/hippocampus.safetensors`" in report
 
     figures = out / "evaluation"

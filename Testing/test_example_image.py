@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[1]
 
-if importlib.util.find_spec("nilearn") is None:   # the `example` / `test` extra installs it
+if importlib.util.find_spec("nilearn") is None:  # the `example` / `test` extra installs it
     pytest.skip("nilearn (the example extra) is not installed", allow_module_level=True)
 
 _spec = importlib.util.spec_from_file_location("make_example_image", ROOT / "scripts" / "make_example_image.py")
@@ -33,7 +33,7 @@ def test_crop_has_the_template_geometry_and_content(example, tmp_path):
     assert image.GetSpacing() == (1.0, 1.0, 1.0)
     # RAS array (a left hippocampus lies in it as in the Decathlon crops): LPS direction diag(-1, -1, 1)
     assert image.GetDirection() == (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
-    assert image.GetOrigin() == (43.0, 45.0, -28.0)       # MNI (-43, -45, -28) mm in LPS
+    assert image.GetOrigin() == (43.0, 45.0, -28.0)  # MNI (-43, -45, -28) mm in LPS
     array = sitk.GetArrayFromImage(image)
     assert array.std() > 10 and (array > 0).mean() > 0.99  # brain tissue, not the masked background
 
@@ -59,18 +59,19 @@ def test_default_model_segments_the_example_plausibly(example, precision):
     from ldseg.inference.segmenter import Segmenter
 
     result = Segmenter(device="cpu", precision=precision).segment(str(example), samples=10, seed=0)
-    labels = result.labels                                  # (z, y, x); y runs posterior -> anterior
+    labels = result.labels  # (z, y, x); y runs posterior -> anterior
     anterior, posterior = labels == 1, labels == 2
     # Decathlon training labels: 1054-2593 anterior and 993-2169 posterior voxels (1 mm).
     assert 700 < anterior.sum() < 3000 and 700 < posterior.sum() < 3000
     shift = np.argwhere(anterior).mean(axis=0) - np.argwhere(posterior).mean(axis=0)
-    assert shift[1] > 6          # the head lies anterior of body and tail (Decathlon: +18 on average)
-    assert shift[0] < -1         # and lower (Decathlon: -7)
+    assert shift[1] > 6  # the head lies anterior of body and tail (Decathlon: +18 on average)
+    assert shift[0] < -1  # and lower (Decathlon: -7)
     fg = labels > 0
     edge = fg & ~_eroded(fg)
-    assert result.sd[edge].mean() > 5 * result.sd[_eroded(_eroded(fg))].mean()   # SD on the borders
+    assert result.sd[edge].mean() > 5 * result.sd[_eroded(_eroded(fg))].mean()  # SD on the borders
 
 
 def _eroded(mask):
     from scipy.ndimage import binary_erosion
+
     return binary_erosion(mask)

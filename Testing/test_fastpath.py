@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from ldseg.cli.main import main
+from ldseg.data.preprocess import Preprocessing, labels_to_classes, normalize_intensity, restore_probabilities
 from ldseg.diffusion.schedule import NoiseSchedule, sample
 from ldseg.inference.fastpath import CompiledOrEager, wants_channels_last
-from ldseg.io.images import read_image, read_label
-from ldseg.inference.segmenter import Segmenter
-from ldseg.nn.layers import SelfAttention
-from ldseg.data.preprocess import Preprocessing, labels_to_classes, normalize_intensity, restore_probabilities
 from ldseg.inference.restore import restore_result, slab_rows
 from ldseg.inference.sampling import SamplingOptions, denoiser_uses_bf16
+from ldseg.inference.segmenter import Segmenter
+from ldseg.io.images import read_image, read_label
+from ldseg.nn.layers import SelfAttention
 
 
 def _volume(shape, seed=0):
@@ -29,6 +29,7 @@ def _volume(shape, seed=0):
 
 # -- fast path against fp32 ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fixture, shape", [("tiny_3d_model", (20, 30, 26)), ("tiny_2d_rgb_model", (3, 50, 40))])
 def test_channels_last_bf16_matches_fp32_on_a_tiny_model(request, fixture, shape):
     model = request.getfixturevalue(fixture)
@@ -37,17 +38,17 @@ def test_channels_last_bf16_matches_fp32_on_a_tiny_model(request, fixture, shape
     assert fast.bf16 and fast.channels_last and not plain.bf16 and not plain.channels_last
     fmt = torch.channels_last if fast.config.dims == 2 else torch.channels_last_3d
     first_conv = fast.model.decoder.body[0].weight
-    assert first_conv.is_contiguous(memory_format=fmt)                    # the fast path is really on
+    assert first_conv.is_contiguous(memory_format=fmt)  # the fast path is really on
     image = _volume(shape[1:]) if fast.config.dims == 2 else _volume(shape)
     if fast.config.dims == 2:
-        image = np.stack([image, image ** 2, 1 - image])
+        image = np.stack([image, image**2, 1 - image])
     a = fast.segment(image, samples=4, seed=1)
     b = plain.segment(image, samples=4, seed=1)
     assert a.precision == "bf16" and b.precision == "fp32"
     diff = np.abs(a.probabilities - b.probabilities)
     assert diff.mean() < 0.01 and diff.max() < 0.1
     margin = np.abs(np.diff(np.sort(b.probabilities, axis=0)[-2:], axis=0))[0]
-    clear = margin > 0.02                                                 # not a near-tie in fp32
+    clear = margin > 0.02  # not a near-tie in fp32
     assert clear.mean() > 0.3
     assert (a.classes[clear] == b.classes[clear]).mean() > 0.99
     assert np.corrcoef(a.sd.ravel(), b.sd.ravel())[0, 1] > 0.9
@@ -67,8 +68,7 @@ def test_fast_path_matches_fp32_on_the_shipped_model(shared_data):
     labels, _ = read_label(shared_data / "hippocampus" / "labels" / "hippocampus_321.nii.gz")
     ref = labels_to_classes(labels, fast.config.preprocessing, "hippocampus_321")
     for c in (1, 2):
-        dice = [2 * np.sum((r.classes == c) & (ref == c)) / (np.sum(r.classes == c) + np.sum(ref == c))
-                for r in (a, b)]
+        dice = [2 * np.sum((r.classes == c) & (ref == c)) / (np.sum(r.classes == c) + np.sum(ref == c)) for r in (a, b)]
         assert abs(dice[0] - dice[1]) < 0.01 and min(dice) > 0.6
 
 
@@ -77,12 +77,13 @@ def test_fused_attention_equals_multihead_attention():
     attention = SelfAttention(32, heads=4).eval()
     x = torch.randn(2, 32, 6, 5, 4)
     with torch.no_grad():
-        fused = attention(x)                       # no gradients: scaled_dot_product_attention
-    reference = attention(x)                       # gradients on: nn.MultiheadAttention
+        fused = attention(x)  # no gradients: scaled_dot_product_attention
+    reference = attention(x)  # gradients on: nn.MultiheadAttention
     torch.testing.assert_close(fused, reference.detach(), atol=1e-5, rtol=1e-5)
 
 
 # -- precision switches ------------------------------------------------------------------
+
 
 def _conv_output_dtypes(segmenter, image):
     dtypes = set()
@@ -106,9 +107,29 @@ def test_precision_fp32_forces_fp32_everywhere(tiny_3d_model):
 
 def test_segment_command_records_forced_fp32(shared_data, tiny_3d_model, tmp_path):
     src = shared_data / "samples" / "breast1_image.nrrd"
-    assert main(["segment", str(src), "-o", str(tmp_path), "--model", str(tiny_3d_model), "--samples", "2",
-                 "--progress", "none", "--device", "cpu", "--precision", "fp32",
-                 "--memory-budget", "0.001"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(src),
+                "-o",
+                str(tmp_path),
+                "--model",
+                str(tiny_3d_model),
+                "--samples",
+                "2",
+                "--progress",
+                "none",
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+                "--memory-budget",
+                "0.001",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "breast1_image_result.json").read_text())
     assert manifest["precision"] == "fp32"
 
@@ -116,11 +137,11 @@ def test_segment_command_records_forced_fp32(shared_data, tiny_3d_model, tmp_pat
 def test_denoiser_precision_rule():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     on = SamplingOptions(bf16=True)
-    assert not denoiser_uses_bf16(SamplingOptions(bf16=False), cuda, 10 ** 6)   # fp32 forced: never bf16
+    assert not denoiser_uses_bf16(SamplingOptions(bf16=False), cuda, 10**6)  # fp32 forced: never bf16
     assert denoiser_uses_bf16(on, cuda, 8)
-    assert not denoiser_uses_bf16(on, cpu, 5 * 7 * 5)                           # tiny latent: fp32 is faster
+    assert not denoiser_uses_bf16(on, cpu, 5 * 7 * 5)  # tiny latent: fp32 is faster
     assert denoiser_uses_bf16(on, cpu, 16 * 16 * 32)
-    assert not denoiser_uses_bf16(SamplingOptions(bf16=True, denoiser_bf16=False), cpu, 10 ** 6)
+    assert not denoiser_uses_bf16(SamplingOptions(bf16=True, denoiser_bf16=False), cpu, 10**6)
     assert wants_channels_last(3, bf16=False) is False
     assert wants_channels_last(3, bf16=True) is True and wants_channels_last(2, bf16=False) is True
     assert wants_channels_last(2, bf16=True, setting=False) is False
@@ -128,19 +149,21 @@ def test_denoiser_precision_rule():
 
 # -- chunked restoring -------------------------------------------------------------------
 
-@pytest.mark.parametrize("grid, shape", [((6, 8, 5), (13, 31, 9)), ((10, 10, 10), (4, 17, 3)),
-                                         ((16, 12), (101, 37)), ((8, 8), (8, 8))])
+
+@pytest.mark.parametrize(
+    "grid, shape", [((6, 8, 5), (13, 31, 9)), ((10, 10, 10), (4, 17, 3)), ((16, 12), (101, 37)), ((8, 8), (8, 8))]
+)
 def test_chunked_restore_equals_unchunked_restore(grid, shape):
     g = torch.Generator().manual_seed(0)
     mean = torch.rand(3, *grid, generator=g)
     mean /= mean.sum(0)
-    mean[:, 0] = 0                                   # a zero-probability slice: uniform after restoring
+    mean[:, 0] = 0  # a zero-probability slice: uniform after restoring
     sd = torch.rand(3, *grid, generator=g) * 0.2
     # the whole-volume path (what the Segmenter did before slabs)
     probs = restore_probabilities(mean, shape)
     mode = "bilinear" if len(shape) == 2 else "trilinear"
     sd_map = F.interpolate(sd.amax(0)[None, None], size=shape, mode=mode, align_corners=False)[0, 0].clamp_min(0)
-    assert slab_rows(shape, 4 * 10 * 2, budget=1) == 1          # one row per slab at a tiny budget
+    assert slab_rows(shape, 4 * 10 * 2, budget=1) == 1  # one row per slab at a tiny budget
     for budget in (1, 1e9):
         restored = restore_result(mean, sd, shape, budget)
         np.testing.assert_allclose(restored.probabilities, probs.numpy(), atol=1e-6)
@@ -148,7 +171,7 @@ def test_chunked_restore_equals_unchunked_restore(grid, shape):
         top2 = np.sort(probs.numpy(), axis=0)[-2:]
         clear = top2[1] - top2[0] > 1e-5
         np.testing.assert_array_equal(restored.classes[clear], probs.argmax(0).numpy()[clear])
-    assert not restore_result(mean, None, shape).sd.any()       # one sample: SD exactly zero
+    assert not restore_result(mean, None, shape).sd.any()  # one sample: SD exactly zero
 
 
 def test_segmenter_results_do_not_depend_on_the_restore_budget(tiny_2d_rgb_model):
@@ -164,7 +187,7 @@ def test_segmenter_results_do_not_depend_on_the_restore_budget(tiny_2d_rgb_model
 def test_memory_lean_normalization_equals_the_formula():
     rng = np.random.default_rng(0)
     array = rng.normal(100, 30, size=(3, 40, 50)).astype(np.float32)
-    array[0, 0, :5] = 1000                                   # outliers for the percentile clip
+    array[0, 0, :5] = 1000  # outliers for the percentile clip
     for method in ("minmax", "percentile", "zscore"):
         pre = Preprocessing(dims=2, channels=3, grid=(8, 8), intensity=method)
         out = normalize_intensity(array, pre)
@@ -181,6 +204,7 @@ def test_memory_lean_normalization_equals_the_formula():
 
 # -- torch.compile fallback ----------------------------------------------------------------
 
+
 def _broken_backend(graph_module, example_inputs):
     raise RuntimeError("no compiler on this machine")
 
@@ -195,14 +219,15 @@ def test_compile_failure_falls_back_to_eager_with_a_warning():
     torch.testing.assert_close(out, conv(x).detach())
     assert wrapped.compiled is None and "no compiler" in wrapped.failed
     with torch.inference_mode():
-        torch.testing.assert_close(wrapped(x), conv(x))               # stays eager, no second warning
+        torch.testing.assert_close(wrapped(x), conv(x))  # stays eager, no second warning
 
 
 def test_segmenter_with_failing_compile_gives_the_uncompiled_result(tiny_3d_model):
     image = _volume((16, 24, 24))
     messages = []
-    compiled = Segmenter(tiny_3d_model, device="cpu", precision="fp32", compile=_broken_backend,
-                         on_warning=messages.append)
+    compiled = Segmenter(
+        tiny_3d_model, device="cpu", precision="fp32", compile=_broken_backend, on_warning=messages.append
+    )
     plain = Segmenter(tiny_3d_model, device="cpu", precision="fp32")
     a = compiled.segment(image, samples=2, seed=3)
     b = plain.segment(image, samples=2, seed=3)
@@ -212,6 +237,7 @@ def test_segmenter_with_failing_compile_gives_the_uncompiled_result(tiny_3d_mode
 
 
 # -- no host synchronization inside the sampling loop (needs a GPU) ---------------------------
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("sampler, eta", [("ddim", 0.0), ("ddim", 0.5), ("ddpm", 0.0), ("single", 0.0)])

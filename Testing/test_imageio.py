@@ -87,17 +87,13 @@ def test_sample_volumes_round_trip(shared_data, tmp_path, ext):
 
 
 def test_sample_spacing_is_anisotropic(shared_data):
-    image = read_image(
-        shared_data / "samples" / "prostate_phantom_subvolume.nrrd"
-    )
+    image = read_image(shared_data / "samples" / "prostate_phantom_subvolume.nrrd")
     assert image.geometry.spacing == (0.5, 0.5, 3.0)
     assert image.spatial_shape == (13, 67, 82)  # numpy order (z, y, x)
 
 
 def test_label_round_trip_keeps_values(shared_data, tmp_path):
-    labels, geometry = read_label(
-        shared_data / "samples" / "prostate_phantom_subvolume-label.nrrd"
-    )
+    labels, geometry = read_label(shared_data / "samples" / "prostate_phantom_subvolume-label.nrrd")
     assert labels.dtype == np.int64
     assert set(np.unique(labels)) == {0, 1, 7, 8, 9}
     write_image(labels.astype(np.uint8), geometry, tmp_path / "l.nii.gz")
@@ -107,28 +103,20 @@ def test_label_round_trip_keeps_values(shared_data, tmp_path):
 
 
 def test_glas_png_rgb_and_label(shared_data):
-    image = read_image(
-        shared_data / "glas" / "train" / "images" / "train_1.png"
-    )
+    image = read_image(shared_data / "glas" / "train" / "images" / "train_1.png")
     assert image.array.shape == (3, 522, 775)
     assert image.dims == 2 and image.name == "train_1.png"
-    labels, geometry = read_label(
-        shared_data / "glas" / "train" / "labels" / "train_1.png"
-    )
+    labels, geometry = read_label(shared_data / "glas" / "train" / "labels" / "train_1.png")
     assert labels.shape == (522, 775)
     assert set(np.unique(labels)) == {0, 255}
     assert geometry.matches(Geometry.identity(2))
 
 
 def test_hippocampus_nifti_is_3d(shared_data):
-    image = read_image(
-        shared_data / "hippocampus" / "images" / "hippocampus_001.nii.gz"
-    )
+    image = read_image(shared_data / "hippocampus" / "images" / "hippocampus_001.nii.gz")
     assert image.dims == 3 and image.channels == 1
     assert image.spatial_shape == (35, 51, 35)
-    labels, _ = read_label(
-        shared_data / "hippocampus" / "labels" / "hippocampus_003.nii.gz"
-    )  # stored as float32
+    labels, _ = read_label(shared_data / "hippocampus" / "labels" / "hippocampus_003.nii.gz")  # stored as float32
     assert labels.dtype == np.int64
     assert set(np.unique(labels)) <= {0, 1, 2}
 
@@ -136,9 +124,7 @@ def test_hippocampus_nifti_is_3d(shared_data):
 def test_vector_image_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     array = rng.random((3, 4, 5, 6)).astype(np.float32)
-    geometry = Geometry(
-        (0.5, 0.7, 2.0), (1, 2, 3), Geometry.identity(3).direction
-    )
+    geometry = Geometry((0.5, 0.7, 2.0), (1, 2, 3), Geometry.identity(3).direction)
     write_image(array, geometry, tmp_path / "v.nrrd")
     back = read_image(tmp_path / "v.nrrd")
     np.testing.assert_array_equal(back.array, array)
@@ -148,9 +134,7 @@ def test_vector_image_round_trip(tmp_path):
 
 
 def test_single_slice_volume_stays_3d(tmp_path):
-    image = sitk.GetImageFromArray(
-        np.arange(12, dtype=np.int16).reshape(1, 3, 4)
-    )
+    image = sitk.GetImageFromArray(np.arange(12, dtype=np.int16).reshape(1, 3, 4))
     sitk.WriteImage(image, str(tmp_path / "slice.nii.gz"))
     assert read_image(tmp_path / "slice.nii.gz").array.shape == (1, 1, 3, 4)
 
@@ -159,9 +143,7 @@ def test_rgba_drops_alpha_and_gray_rgb_label(tmp_path):
     rgba = np.zeros((6, 7, 4), dtype=np.uint8)
     rgba[..., 3] = 255
     rgba[2:4, 2:5, :3] = 200
-    sitk.WriteImage(
-        sitk.GetImageFromArray(rgba, isVector=True), str(tmp_path / "mask.png")
-    )
+    sitk.WriteImage(sitk.GetImageFromArray(rgba, isVector=True), str(tmp_path / "mask.png"))
     assert read_image(tmp_path / "mask.png").array.shape == (3, 6, 7)
     labels, _ = read_label(tmp_path / "mask.png")
     assert set(np.unique(labels)) == {0, 200}
@@ -197,9 +179,7 @@ def test_nii_gz_beside_nii_reads_its_own_voxels(tmp_path):
     # ITK's NIfTI library would read case.nii's voxels for case.nii.gz.
     geometry = Geometry.identity(3)
     write_image(np.full((2, 3, 4), 1, np.uint8), geometry, tmp_path / "c.nii")
-    write_image(
-        np.full((2, 3, 4), 2, np.int16), geometry, tmp_path / "c.nii.gz"
-    )
+    write_image(np.full((2, 3, 4), 2, np.int16), geometry, tmp_path / "c.nii.gz")
     assert read_image(tmp_path / "c.nii.gz").array.max() == 2
     assert read_label(tmp_path / "c.nii.gz")[0].min() == 2
     assert read_image(tmp_path / "c.nii").array.max() == 1
@@ -218,9 +198,7 @@ def test_nifti_4d_becomes_channels(tmp_path):
 
 
 def test_sheared_nifti_falls_back_to_nibabel(tmp_path):
-    affine = np.array(
-        [[1.0, 0.3, 0, 0], [0, 1.0, 0, 0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]]
-    )
+    affine = np.array([[1.0, 0.3, 0, 0], [0, 1.0, 0, 0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]])
     data = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
     img = nib.Nifti1Image(data, affine)
     img.set_qform(None, code=0)
@@ -242,9 +220,7 @@ def _write_dicom_series(volume: sitk.Image, folder):
     writer.KeepOriginalImageUIDOn()
     stamp = time.strftime("%H%M%S")
     direction = volume.GetDirection()
-    orientation = "\\".join(
-        str(v) for v in (*direction[0::3], *direction[1::3])
-    )
+    orientation = "\\".join(str(v) for v in (*direction[0::3], *direction[1::3]))
     series_uid = "1.2.826.0.1.3680043.2.1125." + stamp + ".1"
     for k in range(volume.GetDepth()):
         slice_k = volume[:, :, k]
@@ -254,9 +230,7 @@ def _write_dicom_series(volume: sitk.Image, folder):
             "0020|000d": series_uid + ".9",
             "0008|0018": f"{series_uid}.{k + 1}",
             "0020|0037": orientation,
-            "0020|0032": "\\".join(
-                str(v) for v in volume.TransformIndexToPhysicalPoint((0, 0, k))
-            ),
+            "0020|0032": "\\".join(str(v) for v in volume.TransformIndexToPhysicalPoint((0, 0, k))),
             "0020|0013": str(k + 1),
             "0018|0050": str(volume.GetSpacing()[2]),
         }
@@ -267,9 +241,7 @@ def _write_dicom_series(volume: sitk.Image, folder):
 
 
 def test_dicom_series_folder(tmp_path):
-    array = (
-        np.random.default_rng(2).integers(0, 1000, (4, 6, 5)).astype(np.int16)
-    )
+    array = np.random.default_rng(2).integers(0, 1000, (4, 6, 5)).astype(np.int16)
     volume = sitk.GetImageFromArray(array)
     volume.SetSpacing((0.8, 0.9, 2.5))
     volume.SetOrigin((10.0, -20.0, 30.0))
@@ -280,9 +252,7 @@ def test_dicom_series_folder(tmp_path):
     image = read_image(folder)
     assert image.name == "series"
     np.testing.assert_array_equal(image.array[0], array)
-    _assert_geometry_equal(
-        image.geometry, Geometry.from_sitk(volume), tol=1e-4
-    )
+    _assert_geometry_equal(image.geometry, Geometry.from_sitk(volume), tol=1e-4)
 
 
 def test_folder_without_dicom(tmp_path):
@@ -324,9 +294,7 @@ def test_refuses_to_overwrite_input(shared_data, tmp_path):
     before = copy.read_bytes()
     labels, geometry = read_label(copy)
     with pytest.raises(OutputError) as err:
-        write_image(
-            labels.astype(np.uint8), geometry, copy, reference_path=copy
-        )
+        write_image(labels.astype(np.uint8), geometry, copy, reference_path=copy)
     assert "input.nrrd" in _one_line(err)
     # Same file through another spelling of the path.
     with pytest.raises(OutputError):
@@ -349,9 +317,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(imageio, "_write_sitk", broken_write)
     with pytest.raises(OutputError) as err:
-        write_image(
-            np.zeros((3, 3, 3), np.uint8), Geometry.identity(3), target
-        )
+        write_image(np.zeros((3, 3, 3), np.uint8), Geometry.identity(3), target)
     assert "out.nii.gz" in _one_line(err) and "disk full" in str(err.value)
     assert os.listdir(tmp_path) == []
 
@@ -367,9 +333,7 @@ def test_failure_keeps_previous_output(tmp_path, monkeypatch):
 
     monkeypatch.setattr(imageio, "_write_sitk", broken_write)
     with pytest.raises(OutputError):
-        write_image(
-            np.zeros((2, 2, 2), np.uint8), Geometry.identity(3), target
-        )
+        write_image(np.zeros((2, 2, 2), np.uint8), Geometry.identity(3), target)
     assert target.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["out.nrrd"]
 
@@ -427,9 +391,7 @@ def test_write_format_errors(tmp_path):
 
 
 def test_write_segmentation_nrrd(shared_data, tmp_path):
-    labels, geometry = read_label(
-        shared_data / "samples" / "prostate_phantom_subvolume-label.nrrd"
-    )
+    labels, geometry = read_label(shared_data / "samples" / "prostate_phantom_subvolume-label.nrrd")
     segments = [
         {"name": "Gland", "color": (255, 0, 0), "label_value": 1},
         {"name": "Zone 7", "color": (0, 128, 255), "label_value": 7},

@@ -11,23 +11,18 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from ldseg.errors import InputError, OutputError
-from ldseg.evaluation.cases import (evaluate_case, format_summary, summarize,
-                              write_json, write_table_csv)
-from ldseg.evaluation.metrics import (dice_per_class, hausdorff95, hausdorff95_per_class,
-                           iou_per_class, roc_auc)
+from ldseg.evaluation.cases import evaluate_case, format_summary, summarize, write_json, write_table_csv
+from ldseg.evaluation.metrics import dice_per_class, hausdorff95, hausdorff95_per_class, iou_per_class, roc_auc
 
 HIPPO_LABELS = sorted(glob.glob("/work/shared/data/hippocampus/labels/*.nii.gz"))
 
 
 # ------------------------------------------------------------ dice / iou
 
+
 def test_dice_iou_2d_hand_computed():
-    pred = np.array([[0, 1, 1],
-                     [2, 2, 0],
-                     [0, 0, 0]])
-    ref = np.array([[0, 1, 0],
-                    [2, 2, 2],
-                    [0, 0, 0]])
+    pred = np.array([[0, 1, 1], [2, 2, 0], [0, 0, 0]])
+    ref = np.array([[0, 1, 0], [2, 2, 2], [0, 0, 0]])
     # class 1: |P|=2 |R|=1 both=1; class 2: |P|=2 |R|=3 both=2
     # class 0: |P|=5 |R|=5 both=4
     dice = dice_per_class(pred, ref, 3)
@@ -40,9 +35,9 @@ def test_dice_iou_2d_hand_computed():
 def test_dice_iou_3d_multiclass_and_empty_conventions():
     pred = np.zeros((2, 3, 3), dtype=np.uint8)
     ref = np.zeros_like(pred)
-    pred[0, :2, :2] = 1          # 4 voxels
-    ref[0, :2, :1] = 1           # 2 voxels, both inside pred
-    pred[1, 0, 0] = 2            # class 2 only in pred -> 0
+    pred[0, :2, :2] = 1  # 4 voxels
+    ref[0, :2, :1] = 1  # 2 voxels, both inside pred
+    pred[1, 0, 0] = 2  # class 2 only in pred -> 0
     # class 3 in neither -> 1
     dice = dice_per_class(pred, ref, 4)
     iou = iou_per_class(pred, ref, 4)
@@ -62,6 +57,7 @@ def test_dice_rejects_bad_input():
 @pytest.mark.skipif(not HIPPO_LABELS, reason="hippocampus data not available")
 def test_dice_iou_on_real_label_match_direct_formula():
     import SimpleITK as sitk
+
     ref = sitk.GetArrayFromImage(sitk.ReadImage(HIPPO_LABELS[0])).astype(np.int64)
     pred = np.roll(ref, 2, axis=1)
     dice = dice_per_class(pred, ref, 3)
@@ -75,6 +71,7 @@ def test_dice_iou_on_real_label_match_direct_formula():
 
 
 # ------------------------------------------------------------ hausdorff95
+
 
 def _plane_pair(axis, offset, shape=(12, 14, 16)):
     """Two parallel one-voxel planes, `offset` voxels apart along `axis`."""
@@ -90,8 +87,8 @@ def _plane_pair(axis, offset, shape=(12, 14, 16)):
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_hd95_exact_for_shifted_planes_on_anisotropic_grid(axis):
-    spacing = (0.5, 1.0, 2.5)                 # SimpleITK order (x, y, z)
-    numpy_spacing = spacing[::-1]             # (z, y, x)
+    spacing = (0.5, 1.0, 2.5)  # SimpleITK order (x, y, z)
+    numpy_spacing = spacing[::-1]  # (z, y, x)
     a, b = _plane_pair(axis, 3)
     expected = 3 * numpy_spacing[axis]
     assert hausdorff95(a, b, spacing) == pytest.approx(expected)
@@ -111,12 +108,11 @@ def test_hd95_shifted_cube_uses_spacing():
 
 
 def test_hd95_concentric_spheres_close_to_analytic():
-    spacing = (0.5, 1.0, 2.5)                 # x, y, z in mm
+    spacing = (0.5, 1.0, 2.5)  # x, y, z in mm
     zyx = spacing[::-1]
     shape = (18, 44, 88)
-    grids = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * s
-                          for n, s in zip(shape, zyx)], indexing="ij")
-    radius = np.sqrt(sum(g ** 2 for g in grids))
+    grids = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, zyx)], indexing="ij")
+    radius = np.sqrt(sum(g**2 for g in grids))
     inner, outer = radius <= 10.0, radius <= 15.0
     d = hausdorff95(inner, outer, spacing)
     # Voxelised surfaces deviate from the spheres by about half a voxel.
@@ -127,22 +123,22 @@ def test_hd95_concentric_spheres_close_to_analytic():
 def _brute_hd95(a, b, zyx):
     """Reference HD95 from all surface point pairs."""
     from scipy import ndimage
+
     st = ndimage.generate_binary_structure(a.ndim, 1)
-    pts = [np.argwhere(m & ~ndimage.binary_erosion(m, st)) * np.asarray(zyx)
-           for m in (a, b)]
+    pts = [np.argwhere(m & ~ndimage.binary_erosion(m, st)) * np.asarray(zyx) for m in (a, b)]
     d = cdist(pts[0], pts[1])
     return max(np.percentile(d.min(axis=1), 95), np.percentile(d.min(axis=0), 95))
 
 
 def test_hd95_matches_brute_force_on_random_blobs():
     from scipy import ndimage
+
     rng = np.random.default_rng(3)
     for _ in range(3):
         noise = rng.random((2, 14, 16, 18))
         a, b = (ndimage.gaussian_filter(n, 2) > 0.52 for n in noise)
         spacing = (0.7, 1.3, 2.0)
-        assert hausdorff95(a, b, spacing) == pytest.approx(
-            _brute_hd95(a, b, spacing[::-1]))
+        assert hausdorff95(a, b, spacing) == pytest.approx(_brute_hd95(a, b, spacing[::-1]))
 
 
 def test_hd95_edge_cases():
@@ -163,7 +159,7 @@ def test_hd95_per_class():
     pred[2, 2:8] = 1
     ref[5, 2:8] = 1
     ref[8, 8] = 2
-    hd = hausdorff95_per_class(pred, ref, 4, (2.0, 0.5))   # x=2, y=0.5
+    hd = hausdorff95_per_class(pred, ref, 4, (2.0, 0.5))  # x=2, y=0.5
     assert math.isnan(hd[0])
     assert hd[1] == pytest.approx(3 * 0.5)
     assert hd[2] == math.inf
@@ -172,9 +168,10 @@ def test_hd95_per_class():
 
 # ------------------------------------------------------------ roc_auc
 
+
 def test_roc_auc_matches_pairwise_with_ties():
     rng = np.random.default_rng(0)
-    scores = rng.integers(0, 6, size=300).astype(float)   # many ties
+    scores = rng.integers(0, 6, size=300).astype(float)  # many ties
     positives = rng.random(300) < 0.3 + 0.08 * scores
     pos, neg = scores[positives], scores[~positives]
     diff = pos[:, None] - neg[None, :]
@@ -187,6 +184,7 @@ def test_roc_auc_matches_pairwise_with_ties():
 
 # ------------------------------------------------------------ evaluation
 
+
 def _case_pair():
     ref = np.zeros((4, 12, 12), dtype=np.int64)
     ref[1:3, 2:6, 2:6] = 1
@@ -197,11 +195,20 @@ def _case_pair():
 
 def test_evaluate_case_columns():
     pred, ref = _case_pair()
-    row = evaluate_case("c1", pred, ref, (1.0, 1.0, 2.0),
-                        ["background", "ant", "post"])
+    row = evaluate_case("c1", pred, ref, (1.0, 1.0, 2.0), ["background", "ant", "post"])
     assert row["case"] == "c1"
-    expected = {"case", "dice_ant", "iou_ant", "hd95_ant", "dice_post",
-                "iou_post", "hd95_post", "dice_mean", "iou_mean", "hd95_mean"}
+    expected = {
+        "case",
+        "dice_ant",
+        "iou_ant",
+        "hd95_ant",
+        "dice_post",
+        "iou_post",
+        "hd95_post",
+        "dice_mean",
+        "iou_mean",
+        "hd95_mean",
+    }
     assert set(row) == expected
     dice = dice_per_class(pred, ref, 3)
     assert row["dice_ant"] == pytest.approx(dice[1])
@@ -214,8 +221,7 @@ def test_summarize_matches_numpy_and_handles_inf():
     dice = rng.random(25)
     hd = rng.random(25) * 10
     hd[[3, 7]] = np.inf
-    rows = [{"case": f"c{i}", "dice_mean": dice[i], "hd95_mean": hd[i]}
-            for i in range(25)]
+    rows = [{"case": f"c{i}", "dice_mean": dice[i], "hd95_mean": hd[i]} for i in range(25)]
     s = summarize(rows)
     assert list(s) == ["dice_mean", "hd95_mean"]
     d = s["dice_mean"]
@@ -229,7 +235,7 @@ def test_summarize_matches_numpy_and_handles_inf():
     assert h["n_inf"] == 2 and h["n"] == 23
     assert h["mean"] == pytest.approx(finite.mean())
     assert h["ci95_low"] < h["mean"] < h["ci95_high"]
-    assert summarize(rows) == s                   # seeded bootstrap
+    assert summarize(rows) == s  # seeded bootstrap
     text = format_summary(s)
     assert "dice_mean" in text and "hd95_mean" in text
 
@@ -242,8 +248,7 @@ def test_summarize_single_and_empty_columns():
 
 
 def test_write_csv_and_json(tmp_path):
-    rows = [{"case": "a", "dice_mean": 0.5, "hd95_mean": math.inf},
-            {"case": "b", "dice_mean": 1 / 3, "hd95_mean": 2.0}]
+    rows = [{"case": "a", "dice_mean": 0.5, "hd95_mean": math.inf}, {"case": "b", "dice_mean": 1 / 3, "hd95_mean": 2.0}]
     csv_path = tmp_path / "table.csv"
     write_table_csv(rows, csv_path)
     with open(csv_path, newline="") as handle:

@@ -76,8 +76,7 @@ def _rewrite_metadata(src, dst, edit):
 
 def test_newer_format_is_refused_with_update_hint(tiny_3d_model, tmp_path):
     newer = tmp_path / "newer.safetensors"
-    _rewrite_metadata(tiny_3d_model, newer,
-                      lambda m: m.update(format_version=str(MODEL_FORMAT_VERSION + 1)))
+    _rewrite_metadata(tiny_3d_model, newer, lambda m: m.update(format_version=str(MODEL_FORMAT_VERSION + 1)))
     with pytest.raises(ModelFileError, match="newer.*update LDSeg"):
         load_model(newer)
 
@@ -89,6 +88,7 @@ def test_weights_that_do_not_fit_the_config_are_refused(tiny_3d_model, tmp_path)
         cfg = json.loads(meta["config"])
         cfg["network"]["encoder_widths"] = [8, 16, 64]
         meta["config"] = json.dumps(cfg)
+
     _rewrite_metadata(tiny_3d_model, bad, widen)
     with pytest.raises(ModelFileError, match="do not match"):
         load_model(bad)
@@ -97,5 +97,5 @@ def test_weights_that_do_not_fit_the_config_are_refused(tiny_3d_model, tmp_path)
 def test_header_is_plain_json(tiny_3d_model):
     data = tiny_3d_model.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
     assert header["__metadata__"]["format"] == "ldseg-model"

@@ -7,20 +7,23 @@ import pytest
 import torch
 
 from ldseg.config import ModelConfig, NetworkConfig
+from ldseg.data.preprocess import Preprocessing
 from ldseg.nn.ldseg_net import LDSegNet
 from ldseg.training.presets import network_preset
-from ldseg.data.preprocess import Preprocessing
 
 
 def _config(dims, channels, grid, classes, **net):
-    return ModelConfig(preprocessing=Preprocessing(dims=dims, channels=channels, grid=grid,
-                                                   label_values=tuple(range(classes))),
-                       class_names=tuple(f"c{i}" for i in range(classes)),
-                       network=network_preset("tiny", **net))
+    return ModelConfig(
+        preprocessing=Preprocessing(dims=dims, channels=channels, grid=grid, label_values=tuple(range(classes))),
+        class_names=tuple(f"c{i}" for i in range(classes)),
+        network=network_preset("tiny", **net),
+    )
 
 
-@pytest.mark.parametrize("dims,channels,grid,classes", [
-    (2, 3, (32, 48), 2), (2, 1, (16, 16), 5), (3, 1, (16, 24, 8), 3), (3, 2, (8, 8, 8), 4)])
+@pytest.mark.parametrize(
+    "dims,channels,grid,classes",
+    [(2, 3, (32, 48), 2), (2, 1, (16, 16), 5), (3, 1, (16, 24, 8), 3), (3, 2, (8, 8, 8), 4)],
+)
 def test_shapes_2d_3d_multiclass(dims, channels, grid, classes):
     config = _config(dims, channels, grid, classes, image_attention=dims == 2)
     model = LDSegNet(config)
@@ -36,8 +39,14 @@ def test_shapes_2d_3d_multiclass(dims, channels, grid, classes):
     eps = model.predict_noise(torch.randn(latent), z_i, t)
     assert eps.shape == latent
     assert model.decode(z0).shape == (b, classes, *grid)
-    logits, eps_hat, z0b, z_t = model(image, labels, torch.randn(latent), t,
-                                      torch.full((b, 1) + (1,) * dims, 0.5), torch.full((b, 1) + (1,) * dims, 0.75))
+    logits, eps_hat, z0b, z_t = model(
+        image,
+        labels,
+        torch.randn(latent),
+        t,
+        torch.full((b, 1) + (1,) * dims, 0.5),
+        torch.full((b, 1) + (1,) * dims, 0.75),
+    )
     assert logits.shape == (b, classes, *grid) and eps_hat.shape == latent
 
 
@@ -52,16 +61,22 @@ def test_label_latent_is_standardized_per_sample():
 def test_image_attention_is_switchable():
     with_attn = LDSegNet(_config(2, 1, (16, 16), 2, image_attention=True))
     without = LDSegNet(_config(2, 1, (16, 16), 2, image_attention=False))
-    names = lambda m: [n for n, _ in m.image_encoder.named_modules() if n.endswith("attn")]
+
+    def names(m):
+        return [n for n, _ in m.image_encoder.named_modules() if n.endswith("attn")]
+
     assert len(names(with_attn)) == 2 and names(without) == []
 
 
 def test_denoiser_accepts_latent_grids_that_are_not_multiples_of_its_depth():
-    config = _config(3, 1, (24, 40, 8), 2, image_attention=False)   # latent 6 x 10 x 2
+    config = _config(3, 1, (24, 40, 8), 2, image_attention=False)  # latent 6 x 10 x 2
     model = LDSegNet(config)
     latent = (1, config.network.latent_channels, *config.latent_grid)
-    out = model.predict_noise(torch.randn(latent), torch.randn(1, config.network.image_latent_channels,
-                                                               *config.latent_grid), torch.tensor([10]))
+    out = model.predict_noise(
+        torch.randn(latent),
+        torch.randn(1, config.network.image_latent_channels, *config.latent_grid),
+        torch.tensor([10]),
+    )
     assert out.shape == latent
 
 
@@ -82,8 +97,11 @@ def test_fewer_downsamplings_give_a_finer_latent():
     finer = network_preset("small", 2)
     assert finer.encoder_widths == full.encoder_widths[:3]
     assert finer.decoder_widths == full.decoder_widths[-3:]
-    config = ModelConfig(preprocessing=Preprocessing(dims=3, channels=1, grid=(16, 24, 8), label_values=(0, 1)),
-                         class_names=("bg", "fg"), network=finer)
+    config = ModelConfig(
+        preprocessing=Preprocessing(dims=3, channels=1, grid=(16, 24, 8), label_values=(0, 1)),
+        class_names=("bg", "fg"),
+        network=finer,
+    )
     assert config.latent_grid == (4, 6, 2)
     model = LDSegNet(config)
     assert model.encode_label(torch.randint(0, 2, (1, 16, 24, 8))).shape == (1, 2, 4, 6, 2)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from ldseg.data.preprocess import Preprocessing, normalize_intensity
 from ldseg.errors import InputError
 from ldseg.evaluation.perturb import add_gaussian_noise, scale_to_unit
-from ldseg.data.preprocess import Preprocessing, normalize_intensity
 
 
 def test_scale_to_unit_over_all_channels():

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from ldseg.errors import InputError
-from ldseg.io.images import Geometry, MedicalImage, read_image, read_label
 from ldseg.data.preprocess import (
     Preprocessing,
     check_image,
@@ -18,18 +16,16 @@ from ldseg.data.preprocess import (
     prepare_label,
     restore_probabilities,
 )
+from ldseg.errors import InputError
+from ldseg.io.images import Geometry, MedicalImage, read_image, read_label
 
 PRE_3D = Preprocessing(dims=3, channels=1, grid=(8, 16, 16))
-PRE_2D_RGB = Preprocessing(
-    dims=2, channels=3, grid=(32, 32), label_values=(0, 255)
-)
+PRE_2D_RGB = Preprocessing(dims=2, channels=3, grid=(32, 32), label_values=(0, 255))
 
 
 def _image(array, name="case_7.nii.gz"):
     array = np.asarray(array, dtype=np.float32)
-    return MedicalImage(
-        array, Geometry.identity(array.ndim - 1), source=f"/some/folder/{name}"
-    )
+    return MedicalImage(array, Geometry.identity(array.ndim - 1), source=f"/some/folder/{name}")
 
 
 def _error(func, *args) -> str:
@@ -90,9 +86,7 @@ def test_from_dict_requires_fields():
 
 def test_wrong_dims():
     message = _error(check_image, _image(np.random.rand(1, 8, 8)), PRE_3D)
-    assert (
-        "case_7.nii.gz" in message and "is 2D" in message and "3D" in message
-    )
+    assert "case_7.nii.gz" in message and "is 2D" in message and "3D" in message
 
 
 def test_wrong_channels_both_ways():
@@ -119,9 +113,7 @@ def test_constant_and_too_small():
 
 
 def test_single_slice_given_to_2d_model():
-    message = _error(
-        check_image, _image(np.random.rand(3, 1, 6, 6)), PRE_2D_RGB
-    )
+    message = _error(check_image, _image(np.random.rand(3, 1, 6, 6)), PRE_2D_RGB)
     assert "single-slice" in message
 
 
@@ -136,9 +128,7 @@ def test_minmax_gives_unit_range(shared_data):
 
 
 def test_other_intensity_methods():
-    array = np.concatenate([np.linspace(0, 1, 999), [1000.0]]).astype(
-        np.float32
-    )
+    array = np.concatenate([np.linspace(0, 1, 999), [1000.0]]).astype(np.float32)
     pct = Preprocessing(
         dims=2,
         channels=1,
@@ -154,22 +144,16 @@ def test_other_intensity_methods():
         Preprocessing(dims=2, channels=1, grid=(4, 4), intensity="zscore"),
     )
     assert abs(z.mean()) < 1e-4 and abs(z.std() - 1) < 1e-3
-    none = normalize_intensity(
-        array, Preprocessing(dims=2, channels=1, grid=(4, 4), intensity="none")
-    )
+    none = normalize_intensity(array, Preprocessing(dims=2, channels=1, grid=(4, 4), intensity="none"))
     np.testing.assert_array_equal(none, array)
 
 
 def test_prepare_image_shapes(shared_data):
-    image = read_image(
-        shared_data / "glas" / "train" / "images" / "train_1.png"
-    )
+    image = read_image(shared_data / "glas" / "train" / "images" / "train_1.png")
     tensor = prepare_image(image, PRE_2D_RGB)
     assert tensor.shape == (3, 32, 32) and tensor.dtype == torch.float32
     assert 0 <= tensor.min() and tensor.max() <= 1
-    volume = read_image(
-        shared_data / "hippocampus" / "images" / "hippocampus_001.nii.gz"
-    )
+    volume = read_image(shared_data / "hippocampus" / "images" / "hippocampus_001.nii.gz")
     tensor = prepare_image(volume, PRE_3D)
     assert tensor.shape == (1, 8, 16, 16)
 
@@ -179,33 +163,22 @@ def test_prepare_image_shapes(shared_data):
 
 def test_unknown_label_values_are_named():
     labels = np.array([[0, 1, 3], [7, 2, 0]])
-    pre = Preprocessing(
-        dims=2, channels=1, grid=(4, 4), label_values=(0, 1, 2)
-    )
-    message = _error(
-        labels_to_classes, labels, pre, "/data/labels/hippocampus_001.nii.gz"
-    )
-    assert message == (
-        "hippocampus_001.nii.gz: label values {3, 7} are not "
-        "known to the model (known: 0, 1, 2)"
-    )
+    pre = Preprocessing(dims=2, channels=1, grid=(4, 4), label_values=(0, 1, 2))
+    message = _error(labels_to_classes, labels, pre, "/data/labels/hippocampus_001.nii.gz")
+    assert message == ("hippocampus_001.nii.gz: label values {3, 7} are not known to the model (known: 0, 1, 2)")
 
 
 def test_prostate_labels_map_to_classes(shared_data):
     path = shared_data / "samples" / "prostate_phantom_subvolume-label.nrrd"
     labels, _ = read_label(path)
-    pre = Preprocessing(
-        dims=3, channels=1, grid=labels.shape, label_values=(0, 1, 7, 8, 9)
-    )
+    pre = Preprocessing(dims=3, channels=1, grid=labels.shape, label_values=(0, 1, 7, 8, 9))
     classes = labels_to_classes(labels, pre, str(path))
     for index, value in enumerate(pre.label_values):
         assert np.array_equal(classes == index, labels == value)
     same_grid = prepare_label(labels, pre, str(path))
     assert same_grid.dtype == torch.int64
     np.testing.assert_array_equal(same_grid.numpy(), classes)
-    small = Preprocessing(
-        dims=3, channels=1, grid=(8, 32, 32), label_values=(0, 1, 7, 8, 9)
-    )
+    small = Preprocessing(dims=3, channels=1, grid=(8, 32, 32), label_values=(0, 1, 7, 8, 9))
     resampled = prepare_label(labels, small, str(path))
     assert resampled.shape == (8, 32, 32) and resampled.dtype == torch.int64
     assert set(resampled.unique().tolist()) == {0, 1, 2, 3, 4}
@@ -215,29 +188,21 @@ def test_prostate_labels_map_to_classes(shared_data):
 
 
 def test_label_order_need_not_be_sorted():
-    pre = Preprocessing(
-        dims=2, channels=1, grid=(2, 2), label_values=(0, 9, 4)
-    )
+    pre = Preprocessing(dims=2, channels=1, grid=(2, 2), label_values=(0, 9, 4))
     classes = labels_to_classes(np.array([[0, 4], [9, 9]]), pre, "x.png")
     assert classes.tolist() == [[0, 2], [1, 1]]
     assert classes_to_labels(classes, pre).tolist() == [[0, 4], [9, 9]]
 
 
 def test_classes_to_labels_dtype():
-    wide = Preprocessing(
-        dims=2, channels=1, grid=(2, 2), label_values=(0, 1000)
-    )
+    wide = Preprocessing(dims=2, channels=1, grid=(2, 2), label_values=(0, 1000))
     assert classes_to_labels(np.array([0, 1]), wide).dtype == np.uint16
-    negative = Preprocessing(
-        dims=2, channels=1, grid=(2, 2), label_values=(-1, 5)
-    )
+    negative = Preprocessing(dims=2, channels=1, grid=(2, 2), label_values=(-1, 5))
     assert classes_to_labels(np.array([0, 1]), negative).tolist() == [-1, 5]
 
 
 def test_restore_probabilities():
-    logits = torch.randn(
-        2, 3, 8, 8, 8, generator=torch.Generator().manual_seed(0)
-    )
+    logits = torch.randn(2, 3, 8, 8, 8, generator=torch.Generator().manual_seed(0))
     probs = logits.softmax(dim=1)
     out = restore_probabilities(probs, (5, 11, 13))
     assert out.shape == (2, 3, 5, 11, 13)

@@ -7,8 +7,8 @@ import pytest
 from skimage import io
 
 from ldseg.errors import InputError, OutputError
-from ldseg.training.plots import save_training_curves
 from ldseg.io.preview import pick_slice, save_preview_png
+from ldseg.training.plots import save_training_curves
 
 GREEN = (0, 255, 0)
 COLORS = [(0, 0, 0), GREEN, (0, 0, 255)]
@@ -21,7 +21,7 @@ def _greenish(png):
 
 
 def _disc_labels(shape, cls=1):
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     labels = np.zeros(shape, dtype=np.int64)
     inside = (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2 < (shape[0] / 4) ** 2
     labels[inside] = cls
@@ -55,10 +55,10 @@ def test_preview_3d_gray_with_sd(tmp_path):
     save_preview_png(image, labels, sd, COLORS, path)
     png = io.imread(path)
     assert path.stat().st_size > 0
-    assert png.shape[1] > png.shape[0] * 2        # three panels wide
+    assert png.shape[1] > png.shape[0] * 2  # three panels wide
     green = _greenish(png)
     third = png.shape[1] // 3
-    assert green[:, third:2 * third].any() and not green[:, :third].any()
+    assert green[:, third : 2 * third].any() and not green[:, :third].any()
 
 
 def test_pick_slice():
@@ -72,23 +72,30 @@ def test_pick_slice():
 def test_preview_missing_folder_leaves_nothing(tmp_path):
     target = tmp_path / "missing" / "p.png"
     with pytest.raises(OutputError):
-        save_preview_png(np.zeros((1, 8, 8)), np.zeros((8, 8), int), None,
-                         COLORS, target)
+        save_preview_png(np.zeros((1, 8, 8)), np.zeros((8, 8), int), None, COLORS, target)
     assert os.listdir(tmp_path) == []
 
 
 def test_preview_rejects_mismatched_shapes(tmp_path):
     with pytest.raises(InputError):
-        save_preview_png(np.zeros((1, 8, 8)), np.zeros((8, 9), int), None,
-                         COLORS, tmp_path / "p.png")
+        save_preview_png(np.zeros((1, 8, 8)), np.zeros((8, 9), int), None, COLORS, tmp_path / "p.png")
     assert os.listdir(tmp_path) == []
 
 
 def test_training_curves_png(tmp_path):
-    rows = [{"epoch": e, "loss": 1.0 / e, "loss_ce": 0.6 / e, "loss_dice": 0.3 / e,
-             "loss_mse": 0.1 / e, "val_dice": 0.5 + 0.04 * e, "seconds": 3.0}
-            for e in range(1, 8)]
-    rows[2].pop("val_dice")                       # missing values are skipped
+    rows = [
+        {
+            "epoch": e,
+            "loss": 1.0 / e,
+            "loss_ce": 0.6 / e,
+            "loss_dice": 0.3 / e,
+            "loss_mse": 0.1 / e,
+            "val_dice": 0.5 + 0.04 * e,
+            "seconds": 3.0,
+        }
+        for e in range(1, 8)
+    ]
+    rows[2].pop("val_dice")  # missing values are skipped
     path = tmp_path / "curves.png"
     save_training_curves(rows, path)
     assert path.stat().st_size > 0

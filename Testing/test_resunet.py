@@ -11,6 +11,7 @@ import torch
 from ldseg.cli.main import main
 from ldseg.config import ModelConfig
 from ldseg.data.dataset import SegmentationDataset, find_pairs
+from ldseg.data.preprocess import Preprocessing
 from ldseg.errors import ModelFileError
 from ldseg.io.modelfile import load_model_file, read_config, save_model
 from ldseg.io.models import load_model
@@ -18,19 +19,22 @@ from ldseg.nn import build_network
 from ldseg.nn.ldseg_net import LDSegNet
 from ldseg.nn.resunet import ResUNet
 from ldseg.training.presets import config_for_dataset, network_preset
-from ldseg.data.preprocess import Preprocessing
 from ldseg.training.trainer import CHECKPOINT, Trainer, TrainOptions
 
 
 def _config(dims, channels, grid, classes, size="tiny", **kw):
-    return ModelConfig(preprocessing=Preprocessing(dims=dims, channels=channels, grid=grid,
-                                                   label_values=tuple(range(classes))),
-                       class_names=tuple(f"c{i}" for i in range(classes)),
-                       network=network_preset(size), **kw)
+    return ModelConfig(
+        preprocessing=Preprocessing(dims=dims, channels=channels, grid=grid, label_values=tuple(range(classes))),
+        class_names=tuple(f"c{i}" for i in range(classes)),
+        network=network_preset(size),
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("dims,channels,grid,classes", [
-    (2, 3, (32, 48), 2), (2, 1, (16, 16), 5), (3, 1, (16, 24, 8), 3), (3, 2, (8, 8, 8), 4)])
+@pytest.mark.parametrize(
+    "dims,channels,grid,classes",
+    [(2, 3, (32, 48), 2), (2, 1, (16, 16), 5), (3, 1, (16, 24, 8), 3), (3, 2, (8, 8, 8), 4)],
+)
 def test_shapes_2d_3d_multiclass(dims, channels, grid, classes):
     model = build_network(_config(dims, channels, grid, classes, architecture="resunet"))
     assert isinstance(model, ResUNet)
@@ -38,7 +42,7 @@ def test_shapes_2d_3d_multiclass(dims, channels, grid, classes):
 
 
 def test_build_network_picks_the_architecture_and_rejects_unknown_ones():
-    assert isinstance(build_network(_config(2, 1, (16, 16), 2)), LDSegNet)       # the default
+    assert isinstance(build_network(_config(2, 1, (16, 16), 2)), LDSegNet)  # the default
     with pytest.raises(ValueError, match="unknown architecture"):
         build_network(_config(2, 1, (16, 16), 2, architecture="unet"))
 
@@ -60,24 +64,26 @@ def test_same_encoder_and_decoder_sizes_as_ldseg_with_a_skip_at_every_level():
     with torch.no_grad():
         model(image)
     depth = net.downsamplings
-    assert torch.equal(decoder_inputs[0], encoded[depth])                      # the bottleneck
+    assert torch.equal(decoder_inputs[0], encoded[depth])  # the bottleneck
     for j in range(1, depth + 1):
         width = net.decoder_widths[j - 1]
         assert decoder_inputs[j].shape[1] == width + net.encoder_widths[depth - j]
         assert decoder_inputs[j].shape[2:] == (32 // 2 ** (depth - j),) * 2
-        assert torch.equal(decoder_inputs[j][:, width:], encoded[depth - j])     # concatenated skip
+        assert torch.equal(decoder_inputs[j][:, width:], encoded[depth - j])  # concatenated skip
 
 
 def test_four_real_glands_at_32x32_reach_a_clearly_better_dice(shared_data, tmp_path):
     """A few seconds of training through the engine's trainer (CE + 2 Dice,
     no EMA) must clearly improve the training Dice of 4 real GlaS cases."""
     pairs = find_pairs(shared_data / "glas" / "train")[:4]
-    config = config_for_dataset(pairs, size="tiny", grid=(32, 32), class_names=("background", "gland"),
-                                architecture="resunet")
+    config = config_for_dataset(
+        pairs, size="tiny", grid=(32, 32), class_names=("background", "gland"), architecture="resunet"
+    )
     data = SegmentationDataset(pairs, config.preprocessing)
     epochs = 20
-    options = TrainOptions(epochs=epochs, batch_size=2, lr=3e-3, lr_decay=1.0, augment=False,
-                           validate_every=epochs, seed=0)
+    options = TrainOptions(
+        epochs=epochs, batch_size=2, lr=3e-3, lr_decay=1.0, augment=False, validate_every=epochs, seed=0
+    )
     trainer = Trainer(config, data, data, options, tmp_path, torch.device("cpu"))
     before = trainer.validate()
     trainer.fit()
@@ -154,16 +160,64 @@ def test_checkpoint_written_before_the_architecture_key_still_resumes(shared_dat
 
 def test_train_segment_evaluate_and_info_with_the_cli(shared_data, tmp_path, capsys):
     model = tmp_path / "baseline.safetensors"
-    assert main(["train", str(shared_data / "glas" / "train"), "-o", str(model), "--architecture", "resunet",
-                 "--cases", "6", "--size", "tiny", "--grid", "32", "32", "--epochs", "2", "--batch-size", "2",
-                 "--val-fraction", "0.34", "--progress", "none", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(shared_data / "glas" / "train"),
+                "-o",
+                str(model),
+                "--architecture",
+                "resunet",
+                "--cases",
+                "6",
+                "--size",
+                "tiny",
+                "--grid",
+                "32",
+                "32",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "2",
+                "--val-fraction",
+                "0.34",
+                "--progress",
+                "none",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert read_config(model).architecture == "resunet"
     assert len((tmp_path / "baseline.run" / "log.jsonl").read_text().splitlines()) == 2
 
     src = shared_data / "glas" / "testA" / "images" / "testA_1.png"
     out = tmp_path / "out"
-    assert main(["segment", str(src), "-o", str(out), "--model", str(model), "--samples", "4", "--steps", "7",
-                 "--sampler", "ddpm", "--progress", "none", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(src),
+                "-o",
+                str(out),
+                "--model",
+                str(model),
+                "--samples",
+                "4",
+                "--steps",
+                "7",
+                "--sampler",
+                "ddpm",
+                "--progress",
+                "none",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "testA_1_result.json").read_text())
     assert manifest["architecture"] == "resunet" and manifest["samples"] == 1
     assert "SD is exactly 0" in manifest["note"]
@@ -175,8 +229,26 @@ def test_train_segment_evaluate_and_info_with_the_cli(shared_data, tmp_path, cap
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
     capsys.readouterr()
-    assert main(["evaluate", str(model), str(shared_data / "glas" / "train"), "-o", str(tmp_path / "eval"),
-                 "--cases", "train_1", "--samples", "3", "--progress", "none", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(model),
+                str(shared_data / "glas" / "train"),
+                "-o",
+                str(tmp_path / "eval"),
+                "--cases",
+                "train_1",
+                "--samples",
+                "3",
+                "--progress",
+                "none",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["cases"] == 1 and summary["architecture"] == "resunet"
     assert summary["samples"] == 1 and summary["steps"] == 0
@@ -188,7 +260,27 @@ def test_train_segment_evaluate_and_info_with_the_cli(shared_data, tmp_path, cap
     assert json.loads(capsys.readouterr().out)["architecture"] == "resunet"
 
     # fine-tuning keeps the architecture; asking for the other one is a user error
-    assert main(["train", str(shared_data / "glas" / "train"), "-o", str(tmp_path / "x.safetensors"),
-                 "--init", str(model), "--architecture", "ldseg", "--cases", "4", "--epochs", "1",
-                 "--progress", "none", "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(shared_data / "glas" / "train"),
+                "-o",
+                str(tmp_path / "x.safetensors"),
+                "--init",
+                str(model),
+                "--architecture",
+                "ldseg",
+                "--cases",
+                "4",
+                "--epochs",
+                "1",
+                "--progress",
+                "none",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "cannot start a ldseg model" in capsys.readouterr().err

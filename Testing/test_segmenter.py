@@ -6,9 +6,9 @@ import SimpleITK as sitk
 import torch
 
 from ldseg.errors import InputError
-from ldseg.io.images import Geometry, read_image
-from ldseg.inference.segmenter import Segmenter
 from ldseg.inference.sampling import SamplingOptions, decode_samples, sample_noise, sample_probabilities
+from ldseg.inference.segmenter import Segmenter
+from ldseg.io.images import Geometry, read_image
 
 SAMPLES = ["brain1_image.nrrd", "breast1_image.nrrd", "prostate_phantom_subvolume.nrrd"]
 
@@ -35,8 +35,9 @@ def test_result_has_the_input_grid_and_geometry(shared_data, tiny_3d_model, name
 
 
 def test_array_input_with_geometry(tiny_3d_model):
-    geometry = Geometry(spacing=(0.7, 0.7, 3.0), origin=(10.0, -5.0, 2.0),
-                        direction=(0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    geometry = Geometry(
+        spacing=(0.7, 0.7, 3.0), origin=(10.0, -5.0, 2.0), direction=(0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    )
     array = np.random.default_rng(0).normal(size=(9, 20, 30)).astype(np.float32)
     result = Segmenter(tiny_3d_model, device="cpu").segment(array, geometry, samples=1)
     assert result.labels.shape == (9, 20, 30) and result.geometry == geometry
@@ -51,6 +52,7 @@ def test_sd_is_exactly_zero_for_one_sample(shared_data, tiny_3d_model):
 
 def _latent(segmenter, image):
     from ldseg.data.preprocess import prepare_image
+
     with torch.inference_mode():
         return segmenter.model.encode_image(prepare_image(image, segmenter.config.preprocessing)[None])
 
@@ -58,12 +60,13 @@ def _latent(segmenter, image):
 def test_sd_is_nonzero_exactly_where_samples_disagree(shared_data, tiny_3d_model):
     seg = Segmenter(tiny_3d_model, device="cpu", precision="fp32")
     z_i = _latent(seg, read_image(shared_data / "samples" / SAMPLES[1]))
-    opts = SamplingOptions(samples=6, seed=3, max_batch=4)        # two batches: 4 + 2
+    opts = SamplingOptions(samples=6, seed=3, max_batch=4)  # two batches: 4 + 2
     mean, sd = sample_probabilities(seg.model, z_i, seg.schedule, opts)
     # each sample on its own, from its own noise
     shape = (seg.config.network.latent_channels, *z_i.shape[2:])
-    each = torch.cat([decode_samples(seg.model, z_i, sample_noise(opts, i, shape)[None], seg.schedule, opts)
-                      for i in range(6)])
+    each = torch.cat(
+        [decode_samples(seg.model, z_i, sample_noise(opts, i, shape)[None], seg.schedule, opts) for i in range(6)]
+    )
     torch.testing.assert_close(mean, each.mean(0), atol=1e-5, rtol=0)
     torch.testing.assert_close(sd, each.std(0, unbiased=False), atol=1e-5, rtol=0)
     disagree = (each.argmax(1) != each.argmax(1)[0]).any(0)
@@ -77,8 +80,9 @@ def test_mean_of_equal_samples_is_the_single_sample(shared_data, tiny_3d_model):
     shape = (seg.config.network.latent_channels, *z_i.shape[2:])
     z_T = torch.randn(shape, generator=torch.Generator().manual_seed(5))
     one, sd1 = sample_probabilities(seg.model, z_i, seg.schedule, SamplingOptions(samples=1), noise=lambda i: z_T)
-    many, sd8 = sample_probabilities(seg.model, z_i, seg.schedule, SamplingOptions(samples=8, max_batch=3),
-                                     noise=lambda i: z_T)
+    many, sd8 = sample_probabilities(
+        seg.model, z_i, seg.schedule, SamplingOptions(samples=8, max_batch=3), noise=lambda i: z_T
+    )
     # equal up to float32 rounding (batched convolutions sum in another order)
     torch.testing.assert_close(many, one, atol=1e-5, rtol=0)
     assert not sd1.any() and sd8.abs().max() < 1e-5

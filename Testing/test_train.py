@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+from conftest import make_model_file
 
 from ldseg.data.dataset import SegmentationDataset, find_pairs
 from ldseg.io.modelfile import load_model_file, read_config
@@ -17,12 +18,15 @@ from ldseg.nn.ldseg_net import LDSegNet
 from ldseg.training.presets import config_for_dataset
 from ldseg.training.trainer import Trainer, TrainOptions, load_matching
 
-from conftest import make_model_file
-
 
 def _ldseg(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "ldseg", *map(str, args)], capture_output=True, text=True,
-                          timeout=kw.pop("timeout", 300), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "ldseg", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=kw.pop("timeout", 300),
+        **kw,
+    )
 
 
 EPOCHS, BATCH = 150, 2
@@ -35,8 +39,16 @@ def test_learns_real_glands_to_training_dice_0_9(shared_data, tmp_path):
     pairs = find_pairs(shared_data / "glas" / "train")[:8]
     config = config_for_dataset(pairs, size="tiny", grid=(64, 64), class_names=("background", "gland"))
     data = SegmentationDataset(pairs, config.preprocessing)
-    options = TrainOptions(epochs=EPOCHS, batch_size=BATCH, lr=3e-3, lr_decay=1.0, ema_decay=0.99,
-                           augment=False, validate_every=EPOCHS, seed=0)
+    options = TrainOptions(
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        lr=3e-3,
+        lr_decay=1.0,
+        ema_decay=0.99,
+        augment=False,
+        validate_every=EPOCHS,
+        seed=0,
+    )
     trainer = Trainer(config, data, data, options, tmp_path, torch.device("cpu"))
     trainer.fit()
     dice = trainer.log[-1]["val_dice"]
@@ -49,11 +61,31 @@ def test_learns_real_glands_to_training_dice_0_9(shared_data, tmp_path):
     assert read_config(tmp_path / "best.safetensors").training["best_val_dice"] == pytest.approx(dice, abs=1e-4)
 
 
-
-
 def _train_args(data, out, epochs, *extra):
-    return ["train", data, "-o", out, "--cases", 8, "--size", "tiny", "--grid", 32, 32, "--epochs", epochs,
-            "--batch-size", 2, "--val-fraction", 0.25, "--seed", 3, "--ema-decay", 0.9, *extra]
+    return [
+        "train",
+        data,
+        "-o",
+        out,
+        "--cases",
+        8,
+        "--size",
+        "tiny",
+        "--grid",
+        32,
+        32,
+        "--epochs",
+        epochs,
+        "--batch-size",
+        2,
+        "--val-fraction",
+        0.25,
+        "--seed",
+        3,
+        "--ema-decay",
+        0.9,
+        *extra,
+    ]
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(shared_data, tmp_path):
@@ -63,9 +95,11 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(shared_data, tmp
     assert straight.returncode == 0, straight.stderr
 
     out = tmp_path / "b.safetensors"
-    proc = subprocess.Popen([sys.executable, "-m", "ldseg", *map(str, _train_args(data, out, epochs, "--progress",
-                                                                                   "none"))],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ldseg", *map(str, _train_args(data, out, epochs, "--progress", "none"))],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = tmp_path / "b.run" / "log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
@@ -91,18 +125,32 @@ def test_a_second_run_in_the_same_folder_needs_resume(shared_data, tmp_path):
     data = shared_data / "glas" / "train"
     first = _ldseg(*_train_args(data, tmp_path / "m.safetensors", 1, "--progress", "none"))
     assert first.returncode == 0, first.stderr
-    again = _ldseg(*_train_args(data, tmp_path / "m2.safetensors", 1, "--progress", "none",
-                                "--run-dir", tmp_path / "m.run"))
+    again = _ldseg(
+        *_train_args(data, tmp_path / "m2.safetensors", 1, "--progress", "none", "--run-dir", tmp_path / "m.run")
+    )
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
 def test_distributed_training_with_two_gloo_processes(shared_data, tmp_path):
     out = tmp_path / "ddp.safetensors"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "ldseg", *map(str, _train_args(shared_data / "glas" / "train", out, 2,
-                                                                 "--progress", "json"))],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "ldseg",
+            *map(str, _train_args(shared_data / "glas" / "train", out, 2, "--progress", "json")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     training = read_config(out).training
     assert training["world_size"] == 2
@@ -136,8 +184,31 @@ def test_new_task_reuses_every_layer_that_fits(tmp_path, shared_data):
     # only the layers that see the number of classes start afresh
     assert fresh and all(k.startswith(("label_encoder.encoder.body.0.", "decoder.body.")) for k in fresh)
     assert len(fresh) < 8
-    proc = _ldseg("train", shared_data / "hippocampus", "-o", tmp_path / "three.safetensors", "--cases", 4,
-                  "--init", base, "--class-names", "bg", "ant", "post", "--label-values", 0, 1, 2,
-                  "--epochs", 1, "--progress", "none", "--grid", 16, 16, 16)
+    proc = _ldseg(
+        "train",
+        shared_data / "hippocampus",
+        "-o",
+        tmp_path / "three.safetensors",
+        "--cases",
+        4,
+        "--init",
+        base,
+        "--class-names",
+        "bg",
+        "ant",
+        "post",
+        "--label-values",
+        0,
+        1,
+        2,
+        "--epochs",
+        1,
+        "--progress",
+        "none",
+        "--grid",
+        16,
+        16,
+        16,
+    )
     assert proc.returncode == 0, proc.stderr
     assert read_config(tmp_path / "three.safetensors").class_names == ("bg", "ant", "post")

@@ -29,10 +29,10 @@ def test_auroc_from_counts_hand_computed_with_ties():
 
 
 def test_auroc_extremes_and_undefined():
-    assert auroc_from_counts([0, 1], [0, 3], [5, 0]) == 1.0       # every error scores higher
-    assert auroc_from_counts([0, 1], [3, 0], [0, 5]) == 0.0       # every error scores lower
-    assert auroc_from_counts([0.4], [3], [5]) == 0.5               # one tied score: chance
-    assert math.isnan(auroc_from_counts([0, 1], [0, 0], [2, 3]))   # no errors at all
+    assert auroc_from_counts([0, 1], [0, 3], [5, 0]) == 1.0  # every error scores higher
+    assert auroc_from_counts([0, 1], [3, 0], [0, 5]) == 0.0  # every error scores lower
+    assert auroc_from_counts([0.4], [3], [5]) == 0.5  # one tied score: chance
+    assert math.isnan(auroc_from_counts([0, 1], [0, 0], [2, 3]))  # no errors at all
 
 
 def test_pooled_auroc_equals_auroc_of_all_voxels_concatenated():
@@ -59,7 +59,7 @@ def test_pooled_auroc_equals_auroc_of_all_voxels_concatenated():
 def test_pooled_auroc_empty_and_bad_input():
     pooled = PooledAUROC()
     assert math.isnan(pooled.value())
-    pooled.add(np.zeros(4), np.zeros(4, dtype=bool))   # a perfect case: nothing wrong
+    pooled.add(np.zeros(4), np.zeros(4, dtype=bool))  # a perfect case: nothing wrong
     assert math.isnan(pooled.value())
     with pytest.raises(InputError):
         pooled.add(np.zeros(3), np.zeros(4, dtype=bool))

@@ -30,21 +30,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "LDSegCore"))
 
 from ldseg.data.dataset import find_pairs  # noqa: E402
-from ldseg.errors import LDSegError  # noqa: E402
-from ldseg.io.images import read_image, read_label  # noqa: E402
-from ldseg.inference.segmenter import Segmenter  # noqa: E402
-from ldseg.evaluation.metrics import dice_per_class  # noqa: E402
 from ldseg.data.preprocess import labels_to_classes  # noqa: E402
+from ldseg.errors import LDSegError  # noqa: E402
+from ldseg.evaluation.metrics import dice_per_class  # noqa: E402
+from ldseg.inference.segmenter import Segmenter  # noqa: E402
+from ldseg.io.images import read_image, read_label  # noqa: E402
 
-DICE_TARGET = 0.005      # largest acceptable |Dice(fast) - Dice(fp32)| per class
-SD_TARGET = 0.95         # smallest acceptable Pearson r of the SD maps
+DICE_TARGET = 0.005  # largest acceptable |Dice(fast) - Dice(fp32)| per class
+SD_TARGET = 0.95  # smallest acceptable Pearson r of the SD maps
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="hippocampus", help="model name or file")
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "hippocampus",
-                   help="data set folder with images/ and labels/")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "hippocampus",
+        help="data set folder with images/ and labels/",
+    )
     p.add_argument("--test-count", type=int, default=42, help="the test split: the last N cases sorted by name")
     p.add_argument("--cases", nargs="+", help="only these case names (of the test split)")
     p.add_argument("--limit", type=int, help="only the first N cases of the test split")
@@ -61,18 +65,19 @@ def select_cases(args) -> list:
     pairs = find_pairs(args.data)
     if not 0 < args.test_count <= len(pairs):
         raise LDSegError(f"--test-count must be between 1 and {len(pairs)}")
-    test = pairs[-args.test_count:]
+    test = pairs[-args.test_count :]
     if args.cases:
         known = {p.name: p for p in test}
         missing = [n for n in args.cases if n not in known]
         if missing:
-            raise LDSegError(f"not in the test split: {', '.join(missing)} "
-                             f"(it runs from {test[0].name} to {test[-1].name})")
+            raise LDSegError(
+                f"not in the test split: {', '.join(missing)} (it runs from {test[0].name} to {test[-1].name})"
+            )
         test = [known[n] for n in args.cases]
     if args.limit is not None:
         if args.limit < 1:
             raise LDSegError("--limit must be at least 1")
-        test = test[:args.limit]
+        test = test[: args.limit]
     return test
 
 
@@ -80,7 +85,7 @@ class PooledPearson:
     """Pearson correlation over all voxels of many cases, in float64 sums."""
 
     def __init__(self):
-        self.sums = np.zeros(6)    # n, x, y, xx, yy, xy
+        self.sums = np.zeros(6)  # n, x, y, xx, yy, xy
 
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
         x, y = x.ravel().astype(np.float64), y.ravel().astype(np.float64)
@@ -122,8 +127,12 @@ def compare(args) -> dict:
         row["sd_pearson"] = pearson(results["fast"].sd, results["fp32"].sd)
         pooled.add(results["fast"].sd, results["fp32"].sd)
         rows.append(row)
-        print(f"[{i + 1}/{len(cases)}] {pair.name}: Dice fast {_fmt(row['dice_fast'][1:])} "
-              f"fp32 {_fmt(row['dice_fp32'][1:])}, SD r {row['sd_pearson']:.4f}", file=sys.stderr, flush=True)
+        print(
+            f"[{i + 1}/{len(cases)}] {pair.name}: Dice fast {_fmt(row['dice_fast'][1:])} "
+            f"fp32 {_fmt(row['dice_fp32'][1:])}, SD r {row['sd_pearson']:.4f}",
+            file=sys.stderr,
+            flush=True,
+        )
     return summarize(args, fast, rows, pooled, seconds, names)
 
 
@@ -136,19 +145,31 @@ def summarize(args, fast: Segmenter, rows, pooled: PooledPearson, seconds, names
     foreground = range(1, len(names))
     max_diff = float(max(diff[c] for c in foreground))
     return {
-        "model": str(fast.model_path), "data": str(args.data), "cases": [r["case"] for r in rows],
-        "samples": args.samples, "steps": args.steps or fast.config.diffusion.sampling_steps, "seed": args.seed,
+        "model": str(fast.model_path),
+        "data": str(args.data),
+        "cases": [r["case"] for r in rows],
+        "samples": args.samples,
+        "steps": args.steps or fast.config.diffusion.sampling_steps,
+        "seed": args.seed,
         "device": str(fast.device),
         "fast_path": {"precision": fast.precision, "channels_last": fast.channels_last, "compile": args.compile},
         "fp32_path": {"precision": "fp32", "channels_last": False, "compile": False},
         "fast_path_is_fp32": fast.precision == "fp32",
-        "classes": [{"name": names[c], "dice_fast": round(float(dice_fast[c]), 5),
-                     "dice_fp32": round(float(dice_fp32[c]), 5), "abs_difference": round(float(diff[c]), 5)}
-                    for c in foreground],
+        "classes": [
+            {
+                "name": names[c],
+                "dice_fast": round(float(dice_fast[c]), 5),
+                "dice_fp32": round(float(dice_fp32[c]), 5),
+                "abs_difference": round(float(diff[c]), 5),
+            }
+            for c in foreground
+        ],
         "max_abs_dice_difference": round(max_diff, 5),
         "sd_pearson_pooled": round(sd_r, 5),
-        "sd_pearson_per_case": {"min": round(float(np.nanmin(per_case_r)), 5),
-                                "median": round(float(np.nanmedian(per_case_r)), 5)},
+        "sd_pearson_per_case": {
+            "min": round(float(np.nanmin(per_case_r)), 5),
+            "median": round(float(np.nanmedian(per_case_r)), 5),
+        },
         "label_agreement_mean": round(float(np.mean([r["label_agreement"] for r in rows])), 6),
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "targets": {"max_abs_dice_difference": DICE_TARGET, "sd_pearson_pooled": SD_TARGET},
@@ -159,23 +180,29 @@ def summarize(args, fast: Segmenter, rows, pooled: PooledPearson, seconds, names
 
 def format_summary(s: dict) -> str:
     fp = s["fast_path"]
-    lines = [f"fast path ({fp['precision']}, {'channels-last' if fp['channels_last'] else 'contiguous'}"
-             f"{', compiled' if fp['compile'] else ''}) vs plain fp32 on {len(s['cases'])} test cases, "
-             f"N={s['samples']} samples, K={s['steps']}, seed {s['seed']}, {s['device']}"]
+    lines = [
+        f"fast path ({fp['precision']}, {'channels-last' if fp['channels_last'] else 'contiguous'}"
+        f"{', compiled' if fp['compile'] else ''}) vs plain fp32 on {len(s['cases'])} test cases, "
+        f"N={s['samples']} samples, K={s['steps']}, seed {s['seed']}, {s['device']}"
+    ]
     if s["fast_path_is_fp32"]:
-        lines.append("note: this machine has no fast bf16, so the fast path runs fp32 too (only the memory "
-                     "format differs)")
+        lines.append(
+            "note: this machine has no fast bf16, so the fast path runs fp32 too (only the memory format differs)"
+        )
     lines.append(f"    {'class':<16}{'Dice fast':>11}{'Dice fp32':>11}{'|diff|':>9}")
     for c in s["classes"]:
         lines.append(f"    {c['name']:<16}{c['dice_fast']:>11.4f}{c['dice_fp32']:>11.4f}{c['abs_difference']:>9.4f}")
-    lines.append(f"    largest |Dice difference|: {s['max_abs_dice_difference']:.4f} "
-                 f"(target <= {DICE_TARGET})")
+    lines.append(f"    largest |Dice difference|: {s['max_abs_dice_difference']:.4f} (target <= {DICE_TARGET})")
     per_case = s["sd_pearson_per_case"]
-    lines.append(f"    SD maps, Pearson r: {s['sd_pearson_pooled']:.4f} pooled over all voxels "
-                 f"(target >= {SD_TARGET}); per case min {per_case['min']:.4f}, median {per_case['median']:.4f}")
+    lines.append(
+        f"    SD maps, Pearson r: {s['sd_pearson_pooled']:.4f} pooled over all voxels "
+        f"(target >= {SD_TARGET}); per case min {per_case['min']:.4f}, median {per_case['median']:.4f}"
+    )
     lines.append(f"    labels agree on {100 * s['label_agreement_mean']:.3f}% of voxels")
-    lines.append(f"    time: fast {s['seconds']['fast']} s, fp32 {s['seconds']['fp32']} s "
-                 f"({s['seconds']['fp32'] / max(s['seconds']['fast'], 1e-9):.2f}x)")
+    lines.append(
+        f"    time: fast {s['seconds']['fast']} s, fp32 {s['seconds']['fp32']} s "
+        f"({s['seconds']['fp32'] / max(s['seconds']['fast'], 1e-9):.2f}x)"
+    )
     lines.append("    PASSED" if s["passed"] else "    FAILED: a target was missed")
     return "\n".join(lines)
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))                     # benchlib
-sys.path.insert(0, str(REPO / "LDSegCore"))       # ldseg, also from a plain checkout
+sys.path.insert(0, str(HERE))  # benchlib
+sys.path.insert(0, str(REPO / "LDSegCore"))  # ldseg, also from a plain checkout
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,22 +38,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes and tight time caps (about a minute)")
     p.add_argument("--json", type=Path, default=None, help="where to write the results")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="bf16 autocast where the hardware has fast bf16 (auto), or force one")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="bf16 autocast where the hardware has fast bf16 (auto), or force one",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the denoiser (as ldseg segment --compile)")
-    p.add_argument("--configs", nargs="+", default=None, metavar="TEXT",
-                   help="only configurations whose name contains one of these texts")
-    p.add_argument("--no-large-inputs", dest="large_inputs", action="store_false",
-                   help="skip the large-input memory measurements")
-    p.add_argument("--memory-limit", type=float, default=None, metavar="GB",
-                   help="address-space limit of each worker on the CPU, so an oversized configuration "
-                        "fails alone instead of pushing the machine out of memory (default: 75%% of the "
-                        "memory available at start)")
-    p.add_argument("--job", type=Path, help=argparse.SUPPRESS)   # worker mode: run one job file
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        metavar="TEXT",
+        help="only configurations whose name contains one of these texts",
+    )
+    p.add_argument(
+        "--no-large-inputs", dest="large_inputs", action="store_false", help="skip the large-input memory measurements"
+    )
+    p.add_argument(
+        "--memory-limit",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="address-space limit of each worker on the CPU, so an oversized configuration "
+        "fails alone instead of pushing the machine out of memory (default: 75%% of the "
+        "memory available at start)",
+    )
+    p.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # worker mode: run one job file
     return p.parse_args(argv)
 
 
 # -- worker side ------------------------------------------------------------------------
+
 
 def limit_memory(gigabytes: float) -> None:
     """Cap the address space at its current size plus ``gigabytes``: an
@@ -69,6 +85,7 @@ def run_worker(job_file: Path) -> int:
     job = json.loads(job_file.read_text())
     import torch
     from benchlib.jobs import run_job
+
     if job.get("memory_limit_gb") and not job["device"].startswith("cuda"):
         limit_memory(job["memory_limit_gb"])
     torch.manual_seed(0)
@@ -78,6 +95,7 @@ def run_worker(job_file: Path) -> int:
 
 
 # -- driver side -----------------------------------------------------------------------
+
 
 def available_memory_gb() -> float | None:
     try:
@@ -97,8 +115,12 @@ def run_in_fresh_process(job: dict, timeout_s: float) -> dict:
         job_file.write_text(json.dumps(job))
         start = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--job", str(job_file)],
-                                  capture_output=True, text=True, timeout=timeout_s)
+            proc = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--job", str(job_file)],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+            )
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout_s:.0f} s"}
         result_file = Path(job["result_file"])
@@ -114,6 +136,7 @@ def run_in_fresh_process(job: dict, timeout_s: float) -> dict:
 
 def describe_device(name: str) -> tuple[str, bool]:
     from ldseg.device import cpu_has_fast_bf16, describe, resolve_device
+
     device = resolve_device(name)
     return describe(device), (device.type == "cpu" and cpu_has_fast_bf16())
 
@@ -123,9 +146,10 @@ def main(argv=None) -> int:
     if args.job:
         return run_worker(args.job)
     import torch
-    from ldseg.errors import LDSegError
     from benchlib.plan import make_plan
     from benchlib.report import derive, format_report
+
+    from ldseg.errors import LDSegError
 
     try:
         device_description, fast_bf16 = describe_device(args.device)
@@ -140,23 +164,43 @@ def main(argv=None) -> int:
         plan.large_inputs = []
     available = available_memory_gb()
     memory_limit = args.memory_limit or (0.75 * available if available else None)
-    common = {"device": args.device, "precision": args.precision, "compile": args.compile,
-              "plan": plan.to_dict(), "memory_limit_gb": memory_limit}
+    common = {
+        "device": args.device,
+        "precision": args.precision,
+        "compile": args.compile,
+        "plan": plan.to_dict(),
+        "memory_limit_gb": memory_limit,
+    }
     default_name = "benchmarks-quick.json" if args.quick else "benchmarks.json"
     out_path = args.json or REPO / "out" / "benchmarks" / default_name
 
-    timeout_s = plan.job_timeout_s * (3 if args.compile else 1)   # compiling takes minutes on a CPU
+    timeout_s = plan.job_timeout_s * (3 if args.compile else 1)  # compiling takes minutes on a CPU
     started = time.perf_counter()
     results = {
-        "meta": {"quick": plan.quick, "device": args.device, "device_description": device_description,
-                 "precision": args.precision, "compile": args.compile, "cpu_fast_bf16": fast_bf16,
-                 "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-                 "processor": _cpu_name(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-                 "memory_available_gb": round(available, 1) if available else None,
-                 "worker_memory_limit_gb": round(memory_limit, 1) if memory_limit else None,
-                 "cap_s": plan.cap_s, "repeats": plan.repeats, "steps": list(plan.steps),
-                 "samples": list(plan.samples), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-        "machine": {}, "configs": [], "large_inputs": [],
+        "meta": {
+            "quick": plan.quick,
+            "device": args.device,
+            "device_description": device_description,
+            "precision": args.precision,
+            "compile": args.compile,
+            "cpu_fast_bf16": fast_bf16,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "processor": _cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "memory_available_gb": round(available, 1) if available else None,
+            "worker_memory_limit_gb": round(memory_limit, 1) if memory_limit else None,
+            "cap_s": plan.cap_s,
+            "repeats": plan.repeats,
+            "steps": list(plan.steps),
+            "samples": list(plan.samples),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+        "machine": {},
+        "configs": [],
+        "large_inputs": [],
     }
     _say("machine convolution throughput")
     results["machine"] = run_in_fresh_process({**common, "kind": "machine"}, timeout_s)

@@ -24,45 +24,66 @@ import time
 from pathlib import Path
 
 import torch
-
 from evalreport import figures, markdown
 from evalreport.datasets import DATASETS, DEFAULT_DATA_ROOT, REPO_ROOT
 from evalreport.environment import display_path, machine_info, model_info, utc_now
 from evalreport.runs import SLOW_STEPS, Settings, evaluate_dataset, example_case
 from evalreport.summaries import dataset_summary, dataset_targets
-from ldseg.io.atomic import atomic_path
+
 from ldseg.errors import LDSegError
 from ldseg.evaluation.cases import write_json, write_table_csv
 from ldseg.inference.segmenter import Segmenter
+from ldseg.io.atomic import atomic_path
 
 FIGURE_FOLDER = "evaluation"
 REPORT_NAME = "evaluation.md"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     for key, spec in DATASETS.items():
-        p.add_argument(f"--{key}-model", type=Path, default=None,
-                       help=f"LDSeg model (default: first existing of {', '.join(spec.default_models)})")
-        p.add_argument(f"--{key}-baseline", type=Path, default=None,
-                       help=f"Res-UNet baseline model (default: {', '.join(spec.default_baselines)})")
+        p.add_argument(
+            f"--{key}-model",
+            type=Path,
+            default=None,
+            help=f"LDSeg model (default: first existing of {', '.join(spec.default_models)})",
+        )
+        p.add_argument(
+            f"--{key}-baseline",
+            type=Path,
+            default=None,
+            help=f"Res-UNet baseline model (default: {', '.join(spec.default_baselines)})",
+        )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT, help="the shared data folder")
     p.add_argument("--samples", type=int, default=10, help="LDSeg samples N (accuracy, noise, uncertainty)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps K of the main runs (default: the model's)")
-    p.add_argument("--step-counts", type=int, nargs="+", default=[1, 2, 5, 10, 50, 1000],
-                   help="DDIM step counts of the steps sweep")
-    p.add_argument("--slow-cases", type=int, default=10,
-                   help=f"run step counts K >= {SLOW_STEPS} on the first M test cases only")
-    p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2],
-                   help="noise SDs on images scaled to [0, 1]")
+    p.add_argument(
+        "--step-counts",
+        type=int,
+        nargs="+",
+        default=[1, 2, 5, 10, 50, 1000],
+        help="DDIM step counts of the steps sweep",
+    )
+    p.add_argument(
+        "--slow-cases", type=int, default=10, help=f"run step counts K >= {SLOW_STEPS} on the first M test cases only"
+    )
+    p.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.05, 0.1, 0.15, 0.2],
+        help="noise SDs on images scaled to [0, 1]",
+    )
     p.add_argument("--limit", type=int, default=None, help="use only the first M test cases (quick checks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's)")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "docs",
-                   help=f"folder for {REPORT_NAME} and {FIGURE_FOLDER}/")
+    p.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "docs", help=f"folder for {REPORT_NAME} and {FIGURE_FOLDER}/"
+    )
     args = p.parse_args(argv)
     if args.samples < 1 or args.slow_cases < 0 or (args.limit is not None and args.limit < 1):
         p.error("--samples and --limit must be at least 1, --slow-cases at least 0")
@@ -92,12 +113,16 @@ def _leak_check(pairs, *configs) -> tuple[bool, str]:
         used |= names
     overlap = sorted(test & used)
     if overlap:
-        return False, (f"{len(overlap)} test case(s) are among the models' training/validation cases "
-                       f"({', '.join(overlap[:5])}{' …' if len(overlap) > 5 else ''})")
+        return False, (
+            f"{len(overlap)} test case(s) are among the models' training/validation cases "
+            f"({', '.join(overlap[:5])}{' …' if len(overlap) > 5 else ''})"
+        )
     if not recorded:
         return True, "the model files do not list their training cases; not checked."
-    return True, (f"no test case is among the {len(used)} training/validation cases listed in "
-                  f"{recorded} of the {len(configs)} model file(s).")
+    return True, (
+        f"no test case is among the {len(used)} training/validation cases listed in "
+        f"{recorded} of the {len(configs)} model file(s)."
+    )
 
 
 class DatasetEvaluation:
@@ -128,7 +153,7 @@ class DatasetEvaluation:
         try:
             info = model_info(path)
             segmenter = Segmenter(path, device=self.args.device)
-        except LDSegError as e:   # a foreign or damaged file: skip this part, say why
+        except LDSegError as e:  # a foreign or damaged file: skip this part, say why
             self.models.append({**entry, "missing": True})
             return None, f"{name} `{display_path(path)}` is not usable ({e})"
         self.models.append({**entry, **info})
@@ -143,16 +168,20 @@ class DatasetEvaluation:
         self.segmenter = ldseg
         baseline, baseline_reason = self._load("baseline")
         if baseline is not None and baseline.config.class_names != ldseg.config.class_names:
-            baseline_reason = (f"baseline classes {list(baseline.config.class_names)} differ from the "
-                               f"LDSeg model's {list(ldseg.config.class_names)}")
+            baseline_reason = (
+                f"baseline classes {list(baseline.config.class_names)} differ from the "
+                f"LDSeg model's {list(ldseg.config.class_names)}"
+            )
             baseline = None
         all_pairs = spec.test_pairs(args.data)
-        pairs = all_pairs[:args.limit] if args.limit else all_pairs
+        pairs = all_pairs[: args.limit] if args.limit else all_pairs
         ok, leak_text = _leak_check(pairs, *[m.config for m in (ldseg, baseline) if m is not None])
         if not ok:
             return {**section, "skipped": leak_text}
-        self._log(f"{len(pairs)} test cases; LDSeg {display_path(ldseg.model_path)}"
-                  + (f", baseline {display_path(baseline.model_path)}" if baseline else f"; {baseline_reason}"))
+        self._log(
+            f"{len(pairs)} test cases; LDSeg {display_path(ldseg.model_path)}"
+            + (f", baseline {display_path(baseline.model_path)}" if baseline else f"; {baseline_reason}")
+        )
 
         run = evaluate_dataset(pairs, ldseg, baseline, settings, self._log)
         summary = dataset_summary(run)
@@ -160,23 +189,35 @@ class DatasetEvaluation:
         labels = self._labels(ldseg, baseline, run)
         files = self._write_files(run, summary, example, labels, ldseg)
         limited = len(pairs) < len(all_pairs)
-        section.update({
-            "summary": summary, "class_names": list(ldseg.config.class_names), "cases": len(pairs),
-            "labels": labels, "files": files, "notes": run.notes, "seconds": run.seconds,
-            "leak_check": leak_text, "slow_cases_run": min(settings.slow_cases, len(pairs)),
-            "single_label": run.single_variant.label, "main_steps": run.main_steps,
-            "example": {"case": example.name, "dice": example.dice},
-            "k1_single_gap": _k1_single_gap(run),
-            "baseline_note": f"Res-UNet baseline not run: {baseline_reason}." if baseline is None else "",
-            "limit_note": (f"Only the first {len(pairs)} of the {len(all_pairs)} test cases (--limit)."
-                           if limited else ""),
-            "limited": limited,
-        })
+        section.update(
+            {
+                "summary": summary,
+                "class_names": list(ldseg.config.class_names),
+                "cases": len(pairs),
+                "labels": labels,
+                "files": files,
+                "notes": run.notes,
+                "seconds": run.seconds,
+                "leak_check": leak_text,
+                "slow_cases_run": min(settings.slow_cases, len(pairs)),
+                "single_label": run.single_variant.label,
+                "main_steps": run.main_steps,
+                "example": {"case": example.name, "dice": example.dice},
+                "k1_single_gap": _k1_single_gap(run),
+                "baseline_note": f"Res-UNet baseline not run: {baseline_reason}." if baseline is None else "",
+                "limit_note": (
+                    f"Only the first {len(pairs)} of the {len(all_pairs)} test cases (--limit)." if limited else ""
+                ),
+                "limited": limited,
+            }
+        )
         return section
 
     def _labels(self, ldseg, baseline, run) -> dict:
-        labels = {"ldseg": f"LDSeg (N = {self.settings.samples}, DDIM K = {run.main_steps})",
-                  "baseline": "Res-UNet baseline"}
+        labels = {
+            "ldseg": f"LDSeg (N = {self.settings.samples}, DDIM K = {run.main_steps})",
+            "baseline": "Res-UNet baseline",
+        }
         if baseline is not None and baseline.config.uses_diffusion:
             # e.g. developing without a trained baseline: say what actually ran
             labels["baseline"] = f"baseline: {baseline.config.name} (LDSeg, 1 sample)"
@@ -184,28 +225,51 @@ class DatasetEvaluation:
 
     def _write_files(self, run, summary, example, labels, ldseg) -> dict:
         raw = {}
-        tables = {"ldseg-cases.csv": run.ldseg_rows, "baseline-cases.csv": run.baseline_rows,
-                  "steps-cases.csv": run.step_rows, "noise-cases.csv": run.noise_rows,
-                  "uncertainty-cases.csv": run.uncertainty_rows}
+        tables = {
+            "ldseg-cases.csv": run.ldseg_rows,
+            "baseline-cases.csv": run.baseline_rows,
+            "steps-cases.csv": run.step_rows,
+            "noise-cases.csv": run.noise_rows,
+            "uncertainty-cases.csv": run.uncertainty_rows,
+        }
         for suffix, rows in tables.items():
             if rows:
                 write_table_csv(rows, self._file(suffix))
                 raw[suffix] = self._link(self._file(suffix))
-        write_json({"dataset": self.spec.key, "cases": run.cases, "main_steps": run.main_steps,
-                    "samples": self.settings.samples, "seed": self.settings.seed,
-                    "models": list(self.models), "summary": summary, "notes": run.notes,
-                    "seconds": run.seconds, "example_case": example.name}, self._file("results.json"))
+        write_json(
+            {
+                "dataset": self.spec.key,
+                "cases": run.cases,
+                "main_steps": run.main_steps,
+                "samples": self.settings.samples,
+                "seed": self.settings.seed,
+                "models": list(self.models),
+                "summary": summary,
+                "notes": run.notes,
+                "seconds": run.seconds,
+                "example_case": example.name,
+            },
+            self._file("results.json"),
+        )
         raw["results.json"] = self._link(self._file("results.json"))
 
         title = self.spec.title
-        figures.save_steps_figure(summary["steps"], summary["steps_on_slow_subset"],
-                                  f"{title}: sampling steps", self._file("steps.png"))
-        figures.save_noise_figure(summary["noise"], labels, f"{title}: robustness to noise",
-                                  self._file("noise.png"))
-        figures.save_example_figure(example, ldseg.config.class_colors,
-                                    f"{example.name}: Dice {example.dice:.3f}", self._file("uncertainty-example.png"))
-        return {"steps_png": self._link(self._file("steps.png")), "noise_png": self._link(self._file("noise.png")),
-                "example_png": self._link(self._file("uncertainty-example.png")), "raw": raw}
+        figures.save_steps_figure(
+            summary["steps"], summary["steps_on_slow_subset"], f"{title}: sampling steps", self._file("steps.png")
+        )
+        figures.save_noise_figure(summary["noise"], labels, f"{title}: robustness to noise", self._file("noise.png"))
+        figures.save_example_figure(
+            example,
+            ldseg.config.class_colors,
+            f"{example.name}: Dice {example.dice:.3f}",
+            self._file("uncertainty-example.png"),
+        )
+        return {
+            "steps_png": self._link(self._file("steps.png")),
+            "noise_png": self._link(self._file("noise.png")),
+            "example_png": self._link(self._file("uncertainty-example.png")),
+            "raw": raw,
+        }
 
 
 def _k1_single_gap(run) -> float | None:
@@ -224,8 +288,14 @@ def main(argv=None) -> int:
     started, started_utc = time.perf_counter(), utc_now()
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = Settings(samples=args.samples, steps=args.steps, step_counts=tuple(args.step_counts),
-                        slow_cases=args.slow_cases, sigmas=tuple(args.sigmas), seed=args.seed)
+    settings = Settings(
+        samples=args.samples,
+        steps=args.steps,
+        step_counts=tuple(args.step_counts),
+        slow_cases=args.slow_cases,
+        sigmas=tuple(args.sigmas),
+        seed=args.seed,
+    )
     figure_dir = args.out / FIGURE_FOLDER
     try:
         figure_dir.mkdir(parents=True, exist_ok=True)
@@ -256,14 +326,33 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - started
     machine = machine_info(device, started_utc)
     steps = sorted({s["main_steps"] for s in sections if "main_steps" in s})
-    header_settings = {"samples": args.samples, "seed": args.seed, "step_counts": args.step_counts,
-                       "slow_steps": SLOW_STEPS, "slow_cases": args.slow_cases, "sigmas": args.sigmas,
-                       "steps_text": ", ".join(map(str, steps)) or "the model's"}
-    limit_note = (f"Quick check: only the first {args.limit} test case(s) of each data set (--limit {args.limit});"
-                  " these are not test-set results." if args.limit else "")
+    header_settings = {
+        "samples": args.samples,
+        "seed": args.seed,
+        "step_counts": args.step_counts,
+        "slow_steps": SLOW_STEPS,
+        "slow_cases": args.slow_cases,
+        "sigmas": args.sigmas,
+        "steps_text": ", ".join(map(str, steps)) or "the model's",
+    }
+    limit_note = (
+        f"Quick check: only the first {args.limit} test case(s) of each data set (--limit {args.limit});"
+        " these are not test-set results."
+        if args.limit
+        else ""
+    )
     text = markdown.report_text(machine, header_settings, wall, limit_note, models, targets, sections)
-    write_json({"machine": machine, "settings": header_settings, "wall_seconds": wall, "models": models,
-                "targets": targets, "limit": args.limit}, figure_dir / "report.json")
+    write_json(
+        {
+            "machine": machine,
+            "settings": header_settings,
+            "wall_seconds": wall,
+            "models": models,
+            "targets": targets,
+            "limit": args.limit,
+        },
+        figure_dir / "report.json",
+    )
     report = args.out / REPORT_NAME
     with atomic_path(report, suffix=".md") as tmp:
         Path(tmp).write_text(text, encoding="utf-8")

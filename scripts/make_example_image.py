@@ -52,8 +52,7 @@ def template_path() -> Path:
     """The T1 template inside the installed nilearn package (never downloaded)."""
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("make_example_image: nilearn is not installed; "
-                         "run: pip install -e '.[example]'")
+        raise SystemExit("make_example_image: nilearn is not installed; run: pip install -e '.[example]'")
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / TEMPLATE
     if not path.is_file():
         raise SystemExit(f"make_example_image: {path} not found in the installed nilearn")
@@ -67,27 +66,27 @@ def make_crop(side: str = "left", center=LEFT_CENTER, size=SIZE) -> nib.Nifti1Im
     on this symmetric template both sides give the same array."""
     if side not in ("left", "right"):
         raise ValueError(f"side must be left or right, got {side!r}")
-    image = nib.as_closest_canonical(nib.load(template_path()))      # RAS, 1 mm voxels
+    image = nib.as_closest_canonical(nib.load(template_path()))  # RAS, 1 mm voxels
     if not np.allclose(np.abs(np.diag(image.affine)[:3]), 1.0):
         raise ValueError(f"expected a 1 mm template, got the affine {image.affine.tolist()}")
     size = np.asarray(size, dtype=int)
     # The left box's first voxel (lateral, posterior, inferior corner) in mm; array axis 0
     # then runs lateral -> medial as in the Decathlon crops.
     first = np.rint(np.asarray(center, dtype=float) - np.asarray(RELATIVE_CENTER) * size)
-    if side == "right":                  # mirror the box; axis 0 is reversed below
+    if side == "right":  # mirror the box; axis 0 is reversed below
         first[0] = -(first[0] + size[0] - 1)
     start = np.rint(np.linalg.inv(image.affine) @ np.r_[first, 1.0])[:3].astype(int)
     stop = start + size
     if (start < 0).any() or (stop > np.asarray(image.shape[:3])).any():
         raise ValueError(f"crop {start.tolist()}..{stop.tolist()} leaves the template {image.shape}")
-    crop = image.slicer[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+    crop = image.slicer[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]]
     data = np.asarray(crop.dataobj)
     affine = crop.affine.copy()
     if side == "right":
         data = np.ascontiguousarray(data[::-1])
         flip = np.eye(4)
         flip[0, 0], flip[0, 3] = -1.0, size[0] - 1
-        affine = affine @ flip           # the same voxels at the same places, axis 0 reversed (LAS)
+        affine = affine @ flip  # the same voxels at the same places, axis 0 reversed (LAS)
     out = nib.Nifti1Image(data, affine)
     out.set_qform(affine, code="mni")
     out.set_sform(affine, code="mni")
@@ -98,19 +97,24 @@ def make_crop(side: str = "left", center=LEFT_CENTER, size=SIZE) -> nib.Nifti1Im
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-o", "--output", default="out/example/mni152_left_hippocampus.nii.gz",
-                        help="NIfTI file to write (default: %(default)s)")
-    parser.add_argument("--side", choices=("left", "right"), default="left",
-                        help="which hippocampus (default: left)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="out/example/mni152_left_hippocampus.nii.gz",
+        help="NIfTI file to write (default: %(default)s)",
+    )
+    parser.add_argument("--side", choices=("left", "right"), default="left", help="which hippocampus (default: left)")
     args = parser.parse_args(argv)
     crop = make_crop(args.side)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     nib.save(crop, output)
     origin = crop.affine[:3, 3]
-    print(f"{output}: {args.side} hippocampus crop of the MNI152 T1 template, "
-          f"{'x'.join(map(str, crop.shape))} voxels of 1 mm, first voxel at MNI "
-          f"({origin[0]:g}, {origin[1]:g}, {origin[2]:g}) mm, {''.join(nib.aff2axcodes(crop.affine))}")
+    print(
+        f"{output}: {args.side} hippocampus crop of the MNI152 T1 template, "
+        f"{'x'.join(map(str, crop.shape))} voxels of 1 mm, first voxel at MNI "
+        f"({origin[0]:g}, {origin[1]:g}, {origin[2]:g}) mm, {''.join(nib.aff2axcodes(crop.affine))}"
+    )
     return 0
 
 

@@ -33,7 +33,7 @@ def digest(array: np.ndarray) -> str:
 
 
 def main() -> int:
-    from ldseg.inference.segmenter import Segmenter   # the script's own import path is rewritten on moves
+    from ldseg.inference.segmenter import Segmenter  # the script's own import path is rewritten on moves
 
     torch.set_num_threads(2)
     records = []
@@ -41,13 +41,20 @@ def main() -> int:
         for model, folder, case in CASES:
             seg = Segmenter(model, device="cpu", precision=precision)
             result = seg.segment(DATA / folder / "images" / case, **SETTINGS)
-            records.append({"model": model, "case": f"{folder}/images/{case}", "precision": precision,
-                            "ran_precision": result.precision,
-                            "labels": digest(result.labels), "probabilities": digest(result.probabilities),
-                            "sd": digest(result.sd), "foreground_voxels": int((result.classes > 0).sum())})
+            records.append(
+                {
+                    "model": model,
+                    "case": f"{folder}/images/{case}",
+                    "precision": precision,
+                    "ran_precision": result.precision,
+                    "labels": digest(result.labels),
+                    "probabilities": digest(result.probabilities),
+                    "sd": digest(result.sd),
+                    "foreground_voxels": int((result.classes > 0).sum()),
+                }
+            )
             print(records[-1])
-    OUT.write_text(json.dumps({"settings": SETTINGS, "torch": torch.__version__, "records": records},
-                              indent=1) + "\n")
+    OUT.write_text(json.dumps({"settings": SETTINGS, "torch": torch.__version__, "records": records}, indent=1) + "\n")
     return 0
 
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import MODEL_FORMAT_VERSION, __version__
-from .diffusion.schedule import SAMPLERS, SCHEDULES, ScheduleConfig
 from .data.preprocess import Preprocessing
+from .diffusion.schedule import SAMPLERS, SCHEDULES, ScheduleConfig
 
 #: Network architectures a model file can hold: LDSeg's latent diffusion
 #: (four networks, sampled), or the deterministic Res-UNet baseline that the
@@ -20,23 +20,33 @@ from .data.preprocess import Preprocessing
 ARCHITECTURES = ("ldseg", "resunet")
 
 #: Default colors for class 1, 2, ... (class 0, background, is never drawn).
-DEFAULT_COLORS = [(0, 0, 0), (230, 80, 60), (60, 160, 230), (250, 200, 40), (120, 200, 90),
-                  (180, 100, 220), (240, 140, 200), (90, 210, 200), (200, 160, 110)]
+DEFAULT_COLORS = [
+    (0, 0, 0),
+    (230, 80, 60),
+    (60, 160, 230),
+    (250, 200, 40),
+    (120, 200, 90),
+    (180, 100, 220),
+    (240, 140, 200),
+    (90, 210, 200),
+    (200, 160, 110),
+]
 
 
 @dataclass
 class NetworkConfig:
     """Shapes of the four networks (the reference code's sizes by default)."""
-    latent_channels: int = 1                 # label latent (reference: 1)
-    image_latent_channels: int = 1           # image latent, same grid as the label latent
-    encoder_widths: tuple[int, ...] = (16, 32, 64, 64, 32)   # one per level; len = downsamplings + 1
-    decoder_widths: tuple[int, ...] = (32, 64, 64, 32, 16)   # coarse to fine; same length
-    norm: str = "group"                      # group | batch | none
+
+    latent_channels: int = 1  # label latent (reference: 1)
+    image_latent_channels: int = 1  # image latent, same grid as the label latent
+    encoder_widths: tuple[int, ...] = (16, 32, 64, 64, 32)  # one per level; len = downsamplings + 1
+    decoder_widths: tuple[int, ...] = (32, 64, 64, 32, 16)  # coarse to fine; same length
+    norm: str = "group"  # group | batch | none
     dropout: float = 0.0
-    downsample: str = "conv"                 # conv (strided) | maxpool
-    image_attention: bool = True             # MHSA in the image encoder's last two stages
+    downsample: str = "conv"  # conv (strided) | maxpool
+    image_attention: bool = True  # MHSA in the image encoder's last two stages
     attention_heads: int = 8
-    image_latent_norm: str = "layer"         # layer (standardize) | batch | none
+    image_latent_norm: str = "layer"  # layer (standardize) | batch | none
     denoiser_channels: tuple[int, ...] = (16, 32, 64)
     denoiser_attention: tuple[bool, ...] = (False, True, True)
     denoiser_res_blocks: int = 2
@@ -61,11 +71,11 @@ class NetworkConfig:
 @dataclass
 class DiffusionConfig:
     schedule: str = "cosine"
-    steps: int = 1000                       # T
-    restandardize: bool = True              # per-sample, after every sampling step
-    decoder_input: str = "paper"            # paper: z_t - eps_hat (eq. 12); x0: the x0 estimate
-    sampler: str = "ddim"                   # inference defaults
-    sampling_steps: int = 2                 # K (paper: 2 reaches the accuracy of all 1000)
+    steps: int = 1000  # T
+    restandardize: bool = True  # per-sample, after every sampling step
+    decoder_input: str = "paper"  # paper: z_t - eps_hat (eq. 12); x0: the x0 estimate
+    sampler: str = "ddim"  # inference defaults
+    sampling_steps: int = 2  # K (paper: 2 reaches the accuracy of all 1000)
 
     def schedule_config(self) -> ScheduleConfig:
         return ScheduleConfig(kind=self.schedule, steps=self.steps)
@@ -92,15 +102,14 @@ class ModelConfig:
     modality: str = ""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    training: dict[str, Any] = field(default_factory=dict)   # summary of how it was trained
-    architecture: str = "ldseg"              # one of ARCHITECTURES; files without it are LDSeg
+    training: dict[str, Any] = field(default_factory=dict)  # summary of how it was trained
+    architecture: str = "ldseg"  # one of ARCHITECTURES; files without it are LDSeg
     format_version: int = MODEL_FORMAT_VERSION
     engine_version: str = __version__
 
     def __post_init__(self):
         if not self.class_colors:
-            self.class_colors = tuple(DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
-                                      for i in range(len(self.class_names)))
+            self.class_colors = tuple(DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(self.class_names)))
         self.class_names = tuple(self.class_names)
         self.class_colors = tuple(tuple(int(v) for v in c) for c in self.class_colors)
 
@@ -120,7 +129,7 @@ class ModelConfig:
 
     @property
     def latent_grid(self) -> tuple[int, ...]:
-        f = 2 ** self.network.downsamplings
+        f = 2**self.network.downsamplings
         return tuple(g // f for g in self.preprocessing.grid)
 
     def validate(self) -> None:
@@ -133,10 +142,12 @@ class ModelConfig:
             raise ValueError("a model needs at least two classes (background and one more)")
         if len(pre.label_values) != self.num_classes or len(self.class_colors) != self.num_classes:
             raise ValueError("class_names, class_colors and label_values must have one entry per class")
-        f = 2 ** self.network.downsamplings
+        f = 2**self.network.downsamplings
         if any(g % f for g in pre.grid):
-            raise ValueError(f"every grid size must be a multiple of {f} "
-                             f"(2 ** {self.network.downsamplings} down-samplings); got {tuple(pre.grid)}")
+            raise ValueError(
+                f"every grid size must be a multiple of {f} "
+                f"(2 ** {self.network.downsamplings} down-samplings); got {tuple(pre.grid)}"
+            )
 
     # -- JSON ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -165,15 +176,22 @@ class ModelConfig:
     def summary(self) -> dict[str, Any]:
         """What a user (or the Slicer model list) wants to see of a model."""
         return {
-            "name": self.name, "title": self.title or self.name, "description": self.description,
+            "name": self.name,
+            "title": self.title or self.name,
+            "description": self.description,
             "architecture": self.architecture,
-            "modality": self.modality, "dims": self.dims, "channels": self.preprocessing.channels,
+            "modality": self.modality,
+            "dims": self.dims,
+            "channels": self.preprocessing.channels,
             "grid": list(self.preprocessing.grid),
-            "classes": [{"index": i, "name": n, "label_value": int(v), "color": list(c)}
-                        for i, (n, v, c) in enumerate(zip(self.class_names, self.preprocessing.label_values,
-                                                           self.class_colors))],
-            "sampler": self.diffusion.sampler, "sampling_steps": self.diffusion.sampling_steps,
-            "format_version": self.format_version, "engine_version": self.engine_version,
+            "classes": [
+                {"index": i, "name": n, "label_value": int(v), "color": list(c)}
+                for i, (n, v, c) in enumerate(zip(self.class_names, self.preprocessing.label_values, self.class_colors))
+            ],
+            "sampler": self.diffusion.sampler,
+            "sampling_steps": self.diffusion.sampling_steps,
+            "format_version": self.format_version,
+            "engine_version": self.engine_version,
             "training": self.training,
         }
 

@@ -19,9 +19,11 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise LDSegError("CUDA was requested but this PyTorch sees no usable GPU "
-                             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); "
-                             "use --device cpu or auto")
+            raise LDSegError(
+                "CUDA was requested but this PyTorch sees no usable GPU "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); "
+                "use --device cpu or auto"
+            )
         dev = torch.device(name if ":" in name else "cuda:0")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise LDSegError(f"{name}: there are only {torch.cuda.device_count()} CUDA devices")
@@ -58,7 +60,7 @@ def use_bf16(device: torch.device, precision: str = "auto") -> bool:
         raise LDSegError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
     if precision == "fp32":
         return False
-    supported = (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16())
+    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16()
     if precision == "bf16":
         return True
     return supported

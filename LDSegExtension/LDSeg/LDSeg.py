@@ -10,13 +10,16 @@ import time
 
 import numpy as np
 import qt
-import vtk
-
 import slicer
+import vtk
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 from slicer.util import VTKObservationMixin
 
 from LDSegLib import MODULE_VERSION, dependencies, review, runner, sceneio, segment, training
@@ -57,8 +60,14 @@ class LDSegLogic(ScriptedLoadableModuleLogic):
 
     def segmentationJob(self, parameterNode, modelTitle=None):
         roi = parameterNode.roi if parameterNode.useRoi else None
-        return segment.SegmentationJob(slicer.mrmlScene, parameterNode.inputVolume, segmentSettings(parameterNode),
-                                       roiNode=roi, modelTitle=modelTitle, python=runner.pythonExecutable())
+        return segment.SegmentationJob(
+            slicer.mrmlScene,
+            parameterNode.inputVolume,
+            segmentSettings(parameterNode),
+            roiNode=roi,
+            modelTitle=modelTitle,
+            python=runner.pythonExecutable(),
+        )
 
     @staticmethod
     def installTorch(specifier):
@@ -73,8 +82,9 @@ class LDSegLogic(ScriptedLoadableModuleLogic):
         report = dependencies.checkDependencies()
         if report.toInstall and ask:
             torchInstaller = self.installTorch if _hasPyTorchExtension() else None
-            dependencies.installMissing(report, slicer.util.confirmOkCancelDisplay, slicer.util.pip_install,
-                                        installTorch=torchInstaller)
+            dependencies.installMissing(
+                report, slicer.util.confirmOkCancelDisplay, slicer.util.pip_install, installTorch=torchInstaller
+            )
             report = dependencies.checkDependencies()
         return report
 
@@ -82,6 +92,7 @@ class LDSegLogic(ScriptedLoadableModuleLogic):
 def _hasPyTorchExtension():
     try:
         import PyTorchUtils  # noqa: F401
+
         return True
     except ImportError:
         return False
@@ -114,6 +125,7 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer.setInterval(POLL_MS)
         self.timer.connect("timeout()", self.onTimer)
         import ctk
+
         self.ui.trainingFolderEdit.filters = ctk.ctkPathLineEdit.Dirs
         self.ui.reviewTable.setColumnCount(len(review.TABLE_HEADER))
         self.ui.reviewTable.setHorizontalHeaderLabels(review.TABLE_HEADER)
@@ -186,14 +198,18 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         running = self.job is not None and self.job.busy
         if not running:
-            self.ui.segmentButton.enabled = bool(p.inputVolume and self.currentModel() and not self.currentModel().error)
+            self.ui.segmentButton.enabled = bool(
+                p.inputVolume and self.currentModel() and not self.currentModel().error
+            )
         self.ui.roiSelector.enabled = p.useRoi
         if p.uncertainty:
             sceneio.setOverlayOpacity(slicer.mrmlScene, p.uncertainty, p.sdOpacity)
             sceneio.setOverlayThreshold(p.uncertainty, p.sdThreshold)
         training_ = self.trainingJob is not None and self.trainingJob.busy
         if not training_:
-            self.ui.fineTuneButton.enabled = bool(self.currentModel()) and bool(self.checkedTrainingCases() or p.trainingFolder)
+            self.ui.fineTuneButton.enabled = bool(self.currentModel()) and bool(
+                self.checkedTrainingCases() or p.trainingFolder
+            )
 
     # -- models
     def currentModel(self):
@@ -215,7 +231,9 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onModelChanged(self, index=None):
         model = self.currentModel()
-        self.ui.modelInfoLabel.text = model.summary() if model else _("No model found. Reinstall LDSeg or fine-tune one.")
+        self.ui.modelInfoLabel.text = (
+            model.summary() if model else _("No model found. Reinstall LDSeg or fine-tune one.")
+        )
         if self._parameterNode is not None:
             self._parameterNode.model = model.path if model else ""
         self.onParameterChanged()
@@ -302,8 +320,11 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     table.setItem(r, c, qt.QTableWidgetItem(text))
             table.resizeColumnsToContents()
             self.navigator = review.UncertainRegionNavigator(review.uncertainRegions(p.uncertainty, p.sdThreshold))
-            self.ui.regionLabel.text = (_("{count} regions above the SD threshold.").format(count=len(self.navigator.regions))
-                                        if self.navigator.regions else self.navigator.describe())
+            self.ui.regionLabel.text = (
+                _("{count} regions above the SD threshold.").format(count=len(self.navigator.regions))
+                if self.navigator.regions
+                else self.navigator.describe()
+            )
 
     def onRegion(self, step):
         if not self.navigator.regions:
@@ -351,10 +372,15 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not start fine-tuning."), waitCursor=True):
             if not self.checkDependenciesOnce():
                 return
-            self.trainingJob = training.TrainingJob(self.currentModel(), sceneCases=self.checkedTrainingCases(),
-                                                    folder=p.trainingFolder, epochs=p.epochs,
-                                                    learningRate=p.learningRate, device=p.device,
-                                                    python=runner.pythonExecutable())
+            self.trainingJob = training.TrainingJob(
+                self.currentModel(),
+                sceneCases=self.checkedTrainingCases(),
+                folder=p.trainingFolder,
+                epochs=p.epochs,
+                learningRate=p.learningRate,
+                device=p.device,
+                python=runner.pythonExecutable(),
+            )
             self.trainingJob.start()
             self._loggedEpochs = 0
             self.ui.trainingLog.clear()
@@ -365,9 +391,10 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         job = self.trainingJob
         self.ui.trainingProgressBar.value = int(round(100 * job.fraction))
         self.ui.trainingStatusLabel.text = job.liveText() if job.state == RunState.RUNNING else job.message
-        for record in job.history[self._loggedEpochs:]:
+        for record in job.history[self._loggedEpochs :]:
             self.ui.trainingLog.appendPlainText(
-                f"epoch {record.epoch}/{record.epochs}  loss {record.loss:.4f}  val Dice {record.valDice:.3f}")
+                f"epoch {record.epoch}/{record.epochs}  loss {record.loss:.4f}  val Dice {record.valDice:.3f}"
+            )
         self._loggedEpochs = len(job.history)
 
     def onTrainingFinished(self):
@@ -413,10 +440,13 @@ class LDSegTest(ScriptedLoadableModuleTest):
 
         # a small blob volume with non-identity geometry
         k, j, i = np.indices((12, 40, 36))
-        blob = ((i - 18) ** 2 / 100.0 + (j - 20) ** 2 / 150.0 + (k - 6) ** 2 / 16.0 < 1.0)
+        blob = (i - 18) ** 2 / 100.0 + (j - 20) ** 2 / 150.0 + (k - 6) ** 2 / 16.0 < 1.0
         array = (blob * 200 + np.random.default_rng(0).normal(0, 10, blob.shape)).astype(np.float32)
-        volume = slicer.util.addVolumeFromArray(array, ijkToRAS=np.array(
-            [[-0.9, 0, 0, 20], [0, 0.9, 0.1, -10], [0, -0.05, 2.5, 5], [0, 0, 0, 1]]), name="LDSegTestVolume")
+        volume = slicer.util.addVolumeFromArray(
+            array,
+            ijkToRAS=np.array([[-0.9, 0, 0, 20], [0, 0.9, 0.1, -10], [0, -0.05, 2.5, 5], [0, 0, 0, 1]]),
+            name="LDSegTestVolume",
+        )
 
         settings = segment.SegmentSettings(model=model.path, samples=2, seed=0, sdThreshold=0.05)
         job = segment.SegmentationJob(slicer.mrmlScene, volume, settings, python=runner.pythonExecutable())
@@ -435,8 +465,12 @@ class LDSegTest(ScriptedLoadableModuleTest):
         self.delayDisplay(f"Segmented on {job.deviceUsed} in {job.seconds:.1f} s")
 
         nodes = slicer.mrmlScene.GetNumberOfNodes()
-        job = segment.SegmentationJob(slicer.mrmlScene, volume, segment.SegmentSettings(model=model.path, samples=100),
-                                      python=runner.pythonExecutable())
+        job = segment.SegmentationJob(
+            slicer.mrmlScene,
+            volume,
+            segment.SegmentSettings(model=model.path, samples=100),
+            python=runner.pythonExecutable(),
+        )
         job.start()
         while not job.events and not job.finished:
             job.poll()

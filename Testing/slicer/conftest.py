@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import slicertesting  # first: imports slicer safely (see there)
 
 if slicertesting.slicer is None:
@@ -69,12 +68,42 @@ def tinyModel(engineEnv, tmp_path_factory):
             (dataset / sub / f"hippocampus_{n}.nii.gz").symlink_to(HIPPOCAMPUS / sub / f"hippocampus_{n}.nii.gz")
     model = tmp_path_factory.mktemp("tiny-model") / "tiny.safetensors"
     done = subprocess.run(
-        runner.engineCommand(sys.executable) + [
-            "train", str(dataset), "-o", str(model), "--size", "tiny", "--grid", "16", "16", "16",
-            "--epochs", "1", "--batch-size", "2", "--val-fraction", "0.34", "--name", "tiny", "--lr", "1e-4",
-            "--precision", "fp32",  # bf16 autocast on CPU gave an all-NaN tiny model now and then
-            "--title", "Tiny test model", "--run-dir", str(model.parent / "run"), "--progress", "none"],
-        env=engineEnv, capture_output=True, text=True, timeout=300)
+        runner.engineCommand(sys.executable)
+        + [
+            "train",
+            str(dataset),
+            "-o",
+            str(model),
+            "--size",
+            "tiny",
+            "--grid",
+            "16",
+            "16",
+            "16",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--val-fraction",
+            "0.34",
+            "--name",
+            "tiny",
+            "--lr",
+            "1e-4",
+            "--precision",
+            "fp32",  # bf16 autocast on CPU gave an all-NaN tiny model now and then
+            "--title",
+            "Tiny test model",
+            "--run-dir",
+            str(model.parent / "run"),
+            "--progress",
+            "none",
+        ],
+        env=engineEnv,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads(runner.runEngineQuick(["info", str(model), "--json"], python=sys.executable, env=engineEnv))
     return segment.ModelInfo.fromJson({**info, "path": str(model)})

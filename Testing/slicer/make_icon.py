@@ -14,6 +14,7 @@ ICON = HERE.parents[1] / "LDSegExtension" / "LDSeg" / "Resources" / "Icons" / "L
 
 def infernoTable():
     from LDSegLib.colormaps import INFERNO_POINTS  # plain data; importing it needs no Slicer
+
     pts = np.array(INFERNO_POINTS, float)
     x = np.linspace(0, len(pts) - 1, 256)
     return np.stack([np.interp(x, np.arange(len(pts)), pts[:, c]) for c in range(3)], axis=1)
@@ -25,7 +26,7 @@ def makeIcon(path=ICON, size=128):
     r = np.hypot(x, y)
     theta = np.arctan2(y, x)
     boundary = 0.58 + 0.07 * np.sin(3 * theta + 0.6) + 0.04 * np.cos(5 * theta)  # a gland-like blob
-    d = r - boundary                                                             # signed distance (approx.)
+    d = r - boundary  # signed distance (approx.)
     rgba = np.zeros((s, s, 4))
     # rounded-square dark tile
     corner = 0.22
@@ -33,7 +34,7 @@ def makeIcon(path=ICON, size=128):
     tile = np.hypot(q[0], q[1]) <= corner
     rgba[tile] = (0.07, 0.08, 0.12, 1.0)
     # the uncertainty glow: SD peaks on the boundary and fades away from it
-    sd = np.exp(-(d / 0.09) ** 2)
+    sd = np.exp(-((d / 0.09) ** 2))
     lut = infernoTable() / 255.0
     glow = lut[np.clip((sd * 255).astype(int), 0, 255)]
     alpha = np.clip(sd * 1.2, 0, 1)[..., None]

@@ -10,11 +10,24 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import Property, QFile, QIODevice  # noqa: E402
+from PySide6.QtCore import (  # noqa: E402
+    Property,
+    QFile,
+    QIODevice,
+    Qt,  # noqa: E402
+)
 from PySide6.QtUiTools import QUiLoader  # noqa: E402
-from PySide6.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QGroupBox, QHBoxLayout,  # noqa: E402
-                               QLineEdit, QSlider, QTableWidgetItem, QWidget)
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import (  # noqa: E402
+    QApplication,
+    QComboBox,
+    QDoubleSpinBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QSlider,
+    QTableWidgetItem,
+    QWidget,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 UI_FILE = REPO / "LDSegExtension" / "LDSeg" / "Resources" / "UI" / "LDSeg.ui"
@@ -94,6 +107,7 @@ class ctkSliderWidget(QWidget):  # noqa: N801
             getattr(self.spin, "set" + name[0].upper() + name[1:])(value)
             self.slider.setRange(0, 1000)
             self._sync(self.spin.value())
+
         return get, set_
 
     minimum = Property(float, *_prop("minimum"))
@@ -130,8 +144,15 @@ def loadPanel(uiFile=UI_FILE):
     return widget, loader.errorString()
 
 
-def fillDemo(panel, reviewRows=(), modelLabel="Hippocampus (MSD Task04)", modelSummary="", device="cpu",
-             regionText="", statusText=""):
+def fillDemo(
+    panel,
+    reviewRows=(),
+    modelLabel="Hippocampus (MSD Task04)",
+    modelSummary="",
+    device="cpu",
+    regionText="",
+    statusText="",
+):
     """Values a user sees after one run, for the picture."""
     find = lambda cls, name: panel.findChild(cls, name)  # noqa: E731
     find(QComboBox, "inputVolumeSelector").addItem("prostate_phantom")
@@ -140,8 +161,10 @@ def fillDemo(panel, reviewRows=(), modelLabel="Hippocampus (MSD Task04)", modelS
     panel.findChild(QWidget, "modelInfoLabel").setText(modelSummary)
     for name, items in (("deviceComboBox", ["auto", "cuda", "cpu"]),):
         find(QComboBox, name).addItems(items)
-    for name, text in (("segmentationSelector", "prostate_phantom LDSeg"),
-                       ("uncertaintySelector", "prostate_phantom LDSeg uncertainty (SD)")):
+    for name, text in (
+        ("segmentationSelector", "prostate_phantom LDSeg"),
+        ("uncertaintySelector", "prostate_phantom LDSeg uncertainty (SD)"),
+    ):
         find(QComboBox, name).addItem(text)
         find(QComboBox, name).setCurrentIndex(find(QComboBox, name).count() - 1)
     panel.findChild(QWidget, "segmentButton").setEnabled(True)
@@ -150,11 +173,13 @@ def fillDemo(panel, reviewRows=(), modelLabel="Hippocampus (MSD Task04)", modelS
     panel.findChild(QWidget, "deviceUsedLabel").setText(device)
     if device.startswith("cpu"):
         from LDSegLib.segment import CPU_WARNING
+
         warning = panel.findChild(QWidget, "cpuWarningLabel")
         warning.setText(CPU_WARNING)
         warning.setVisible(True)
     table = panel.findChild(QWidget, "reviewTable")
     from LDSegLib.review import TABLE_HEADER
+
     table.setColumnCount(len(TABLE_HEADER))
     table.setHorizontalHeaderLabels(TABLE_HEADER)
     table.setRowCount(len(reviewRows))
@@ -180,6 +205,7 @@ def savePanelPicture(panel, path=PANEL_PNG, width=460):
 
 if __name__ == "__main__":
     import sys
+
     sys.path.insert(0, str(REPO / "LDSegExtension" / "LDSeg"))
     widget, errors = loadPanel()
     fillDemo(widget)

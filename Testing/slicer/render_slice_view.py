@@ -21,9 +21,8 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "LDSegExtension" / "LDSeg"))
 
 import vtk  # noqa: E402
-from vtk.util import numpy_support  # noqa: E402
-
 from slicescene import loadVolume, makeScene, sliceLogic  # noqa: E402
+from vtk.util import numpy_support  # noqa: E402
 
 from LDSegLib import sceneio, segment  # noqa: E402
 
@@ -100,11 +99,12 @@ def backgroundOnly(scene, volume, size=360):
 
 def savePng(views, path, gap=6):
     from PIL import Image
+
     height = max(v.shape[0] for v in views)
     canvas = np.full((height, sum(v.shape[1] for v in views) + gap * (len(views) - 1), 3), 24, np.uint8)
     x = 0
     for v in views:
-        canvas[: v.shape[0], x: x + v.shape[1]] = v
+        canvas[: v.shape[0], x : x + v.shape[1]] = v
         x += v.shape[1] + gap
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,13 +112,15 @@ def savePng(views, path, gap=6):
     return path
 
 
-def segmentAndRender(model, image=DEFAULT_IMAGE, out=OUT, samples=10, env=None, python=None, sdThreshold=0.02,
-                     sdOpacity=0.55, size=360):
+def segmentAndRender(
+    model, image=DEFAULT_IMAGE, out=OUT, samples=10, env=None, python=None, sdThreshold=0.02, sdOpacity=0.55, size=360
+):
     """Run the engine on ``image`` with ``model`` and write the three-view picture. Returns (path, job, views)."""
     scene = makeScene()
     volume = loadVolume(scene, image, name=Path(image).name.split(".")[0])
-    settings = segment.SegmentSettings(model=str(model), samples=samples, seed=0, sdThreshold=sdThreshold,
-                                       sdOpacity=sdOpacity)
+    settings = segment.SegmentSettings(
+        model=str(model), samples=samples, seed=0, sdThreshold=sdThreshold, sdOpacity=sdOpacity
+    )
     job = segment.SegmentationJob(scene, volume, settings, python=python or sys.executable, env=env)
     job.start()
     job.wait(timeout=900)

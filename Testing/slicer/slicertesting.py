@@ -37,6 +37,7 @@ def importSlicer():
     finally:
         sys.path[0:0] = hidden
     import vtk
+
     vtk.vtkObject.GlobalWarningDisplayOff()  # the color logic complains that it has no application; harmless
     return slicer
 
@@ -57,8 +58,7 @@ PROSTATE_CLASSES = [
 ]
 
 
-def writeEngineOutputs(outDir, inputPath, labels, sd, probabilities=None, classes=PROSTATE_CLASSES,
-                       stem="input"):
+def writeEngineOutputs(outDir, inputPath, labels, sd, probabilities=None, classes=PROSTATE_CLASSES, stem="input"):
     """Files in the engine's output format (as `ldseg segment` writes them), on the input's geometry.
 
     Written with SimpleITK (LPS) independently of the module's MRML I/O (RAS).
@@ -81,8 +81,17 @@ def writeEngineOutputs(outDir, inputPath, labels, sd, probabilities=None, classe
         files["probabilities"] = str(outDir / f"{stem}_probabilities.nrrd")
         sitk.WriteImage(image, files["probabilities"])
     files["preview"] = str(outDir / f"{stem}_preview.png")
-    result = {"input": str(inputPath), "model": "test-model.safetensors", "device": "cpu", "samples": 8,
-              "steps": 2, "sampler": "ddim", "seconds": 0.5, "classes": classes, "files": files}
+    result = {
+        "input": str(inputPath),
+        "model": "test-model.safetensors",
+        "device": "cpu",
+        "samples": 8,
+        "steps": 2,
+        "sampler": "ddim",
+        "seconds": 0.5,
+        "classes": classes,
+        "files": files,
+    }
     (outDir / f"{stem}_result.json").write_text(json.dumps(result))
     return result
 
@@ -101,6 +110,7 @@ def syntheticSd(shape, seed=0):
 def engineUnusableReason():
     """Why the real engine cannot run here (None when `ldseg segment` is there)."""
     from LDSegLib import runner
+
     if runner.enginePackageDir() is None:
         return "the ldseg package is not importable"
     done = subprocess.run([sys.executable, "-m", "ldseg", "segment", "--help"], capture_output=True, text=True)
@@ -111,4 +121,5 @@ def engineUnusableReason():
 
 def loadVolume(scene, path, labelmap=False, name=None):
     from slicescene import loadVolume as load
+
     return load(scene, path, labelmap=labelmap, name=name)

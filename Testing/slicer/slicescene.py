@@ -31,8 +31,13 @@ def makeScene():
         getattr(sliceNode, f"SetOrientationTo{orientation}")()
         sliceLogics[name] = logic
     slicer.mrmlScene = scene
-    scene._ldsegKeep = {"app": app, "colors": colors, "volumes": volumes, "segmentations": segmentations,
-                        "sliceLogics": sliceLogics}  # alive as long as the scene
+    scene._ldsegKeep = {
+        "app": app,
+        "colors": colors,
+        "volumes": volumes,
+        "segmentations": segmentations,
+        "sliceLogics": sliceLogics,
+    }  # alive as long as the scene
     return scene
 
 
@@ -41,8 +46,9 @@ def sliceLogic(scene, name="Red"):
 
 
 def loadVolume(scene, path, labelmap=False, name=None):
-    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode",
-                                   name or Path(path).name.split(".")[0])
+    node = scene.AddNewNodeByClass(
+        "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode", name or Path(path).name.split(".")[0]
+    )
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     storage.SetFileName(str(path))
     assert storage.ReadData(node), f"could not read {path}"

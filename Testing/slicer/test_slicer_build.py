@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from slicertesting import MODULE_DIR, REPO
 
 STUB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cmake_stub")
@@ -29,14 +28,20 @@ def test_every_module_file_is_listed():
     assert sorted(scripts) == onDisk
     assert sorted(resources) == ["Resources/Icons/LDSeg.png", "Resources/UI/LDSeg.ui"]
     top = (REPO / "CMakeLists.txt").read_text()
-    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
-                "EXTENSION_SCREENSHOTURLS"):
+    for key in (
+        "EXTENSION_HOMEPAGE",
+        "EXTENSION_CONTRIBUTORS",
+        "EXTENSION_DESCRIPTION",
+        "EXTENSION_ICONURL",
+        "EXTENSION_SCREENSHOTURLS",
+    ):
         assert f"set({key} " in top
     assert 'set(EXTENSION_CATEGORY "Segmentation")' in top and 'set(EXTENSION_DEPENDS "PyTorch")' in top
     assert "add_subdirectory(LDSegExtension/LDSeg)" in top
     moduleCmake = (MODULE_DIR / "CMakeLists.txt").read_text()
     assert "WITH_GENERIC_TESTS" in moduleCmake and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in moduleCmake
     from PIL import Image
+
     assert Image.open(MODULE_DIR / "Resources" / "Icons" / "LDSeg.png").size == (128, 128)
 
 
@@ -54,13 +59,18 @@ def test_install_layout_puts_engine_next_to_module(tmp_path):
     scripts, resources = listedFiles()
     for f in scripts + resources:
         assert (lib / f).is_file(), f
-    engine = sorted(str(p.relative_to(REPO / "LDSegCore")) for p in (REPO / "LDSegCore" / "ldseg").rglob("*.py")
-                    if "__pycache__" not in p.parts)
+    engine = sorted(
+        str(p.relative_to(REPO / "LDSegCore"))
+        for p in (REPO / "LDSegCore" / "ldseg").rglob("*.py")
+        if "__pycache__" not in p.parts
+    )
     for f in engine:
         assert (lib / f).is_file(), f
     # the installed module finds the installed engine (not the development copy) and runs it
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from LDSegLib import runner, dependencies; "
-            "print(runner.enginePackageDir()); print(dependencies.engineVersion())")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from LDSegLib import runner, dependencies; "
+        "print(runner.enginePackageDir()); print(dependencies.engineVersion())"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(lib)], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     packageDir, version = out.stdout.split()

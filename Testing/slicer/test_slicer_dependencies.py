@@ -2,10 +2,10 @@
 say clearly when module and engine versions disagree."""
 
 import importlib.util
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from LDSegLib import MODULE_VERSION, dependencies
 
@@ -49,27 +49,38 @@ def test_missing_torch_asks_first_and_uses_the_pytorch_extension():
     calls = []
 
     # declined: nothing installed, nothing run
-    installed = dependencies.installMissing(report, confirm=lambda text: calls.append(("ask", text)) or False,
-                                            pipInstall=lambda args: calls.append(("pip", args)),
-                                            installTorch=lambda spec: calls.append(("torch", spec)))
+    installed = dependencies.installMissing(
+        report,
+        confirm=lambda text: calls.append(("ask", text)) or False,
+        pipInstall=lambda args: calls.append(("pip", args)),
+        installTorch=lambda spec: calls.append(("torch", spec)),
+    )
     assert installed == [] and [c[0] for c in calls] == ["ask"]
     assert "PyTorch" in calls[0][1] and "SimpleITK, numpy and VTK stay as they are" in calls[0][1]
 
     # accepted: torch through the PyTorch extension's installer, pip not used
     calls.clear()
-    installed = dependencies.installMissing(report, confirm=lambda text: True,
-                                            pipInstall=lambda args: calls.append(("pip", args)),
-                                            installTorch=lambda spec: calls.append(("torch", spec)) or object())
+    installed = dependencies.installMissing(
+        report,
+        confirm=lambda text: True,
+        pipInstall=lambda args: calls.append(("pip", args)),
+        installTorch=lambda spec: calls.append(("torch", spec)) or object(),
+    )
     assert calls == [("torch", ">=2.1")] and installed == ["torch>=2.1"]
 
 
 def test_pip_installs_are_pinned_against_replacing_slicer_packages():
     everything = dependencies.DependencyReport(
-        missing=[dependencies.Requirement("nibabel", "nibabel", ">=5.0"),
-                 dependencies.Requirement("numpy", "numpy", ">=9.0"),
-                 dependencies.Requirement("SimpleITK", "SimpleITK", ">=9.0")],
+        missing=[
+            dependencies.Requirement("nibabel", "nibabel", ">=5.0"),
+            dependencies.Requirement("numpy", "numpy", ">=9.0"),
+            dependencies.Requirement("SimpleITK", "SimpleITK", ">=9.0"),
+        ],
         outdated=[(dependencies.Requirement("scikit-image", "skimage", ">=0.21"), "0.19.0")],
-        engineVersion=MODULE_VERSION, mismatch=None, torchVersion="2.3.0")
+        engineVersion=MODULE_VERSION,
+        mismatch=None,
+        torchVersion="2.3.0",
+    )
     seen = {}
 
     def pip(args):
@@ -87,7 +98,9 @@ def test_pip_installs_are_pinned_against_replacing_slicer_packages():
     assert "numpy" in pins and "SimpleITK" in pins
 
 
-@pytest.mark.parametrize("version,spec,ok", [("2.1.0", ">=2.1", True), ("2.0.1", ">=2.1", False),
-                                             ("2.13.0+cpu", ">=2.1", True), ("0.26.0", ">=0.21", True)])
+@pytest.mark.parametrize(
+    "version,spec,ok",
+    [("2.1.0", ">=2.1", True), ("2.0.1", ">=2.1", False), ("2.13.0+cpu", ">=2.1", True), ("0.26.0", ">=0.21", True)],
+)
 def test_version_specifiers(version, spec, ok):
     assert dependencies.satisfies(version, spec) is ok

@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from slicertesting import slicer
-from slicertesting import HIPPOCAMPUS, loadVolume
+from slicertesting import HIPPOCAMPUS, loadVolume, slicer
 
 from LDSegLib import runner, sceneio, segment, training
 from LDSegLib.runner import RunState
@@ -26,8 +24,9 @@ def stageOrder(events, stages):
 
 def test_real_segmentation_run(scene, samples, engineEnv, tinyModel):
     volume = loadVolume(scene, samples / "prostate_phantom_subvolume.nrrd", name="prostate")
-    settings = segment.SegmentSettings(model=tinyModel.path, device="auto", samples=3, seed=1, probabilities=True,
-                                       sdThreshold=0.05)
+    settings = segment.SegmentSettings(
+        model=tinyModel.path, device="auto", samples=3, seed=1, probabilities=True, sdThreshold=0.05
+    )
     job = segment.SegmentationJob(scene, volume, settings, python=sys.executable, env=engineEnv, keepWorkDir=True)
     job.start()
     assert job.state == RunState.RUNNING and job.process.pid
@@ -52,8 +51,9 @@ def test_real_segmentation_run(scene, samples, engineEnv, tinyModel):
         imported = job.result
         segmentation = imported.segmentationNode.GetSegmentation()
         foreground = [c for c in tinyModel.classes if c["label_value"] != 0]
-        assert [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())] == \
-            [c["name"] for c in foreground]
+        assert [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())] == [
+            c["name"] for c in foreground
+        ]
         # exported labelmap == the engine's own output file, voxel for voxel, on the input's geometry
         engineLabels = sitk.GetArrayFromImage(sitk.ReadImage(job.resultJson["files"]["labels"]))
         np.testing.assert_array_equal(sceneio.exportLabelValues(imported.segmentationNode, volume), engineLabels)
@@ -75,8 +75,9 @@ def test_real_roi_run_pasted_back(scene, samples, engineEnv, tinyModel):
     roi.SetCenter(*centre)
     roi.SetSize(15.0, 12.0, 14.0)
     settings = segment.SegmentSettings(model=tinyModel.path, samples=2, seed=2)
-    job = segment.SegmentationJob(scene, volume, settings, roiNode=roi, python=sys.executable, env=engineEnv,
-                                  keepWorkDir=True)
+    job = segment.SegmentationJob(
+        scene, volume, settings, roiNode=roi, python=sys.executable, env=engineEnv, keepWorkDir=True
+    )
     job.start()
     job.wait(timeout=240)
     try:
@@ -120,11 +121,13 @@ def test_cancel_ends_process_tree_and_adds_nothing(scene, samples, engineEnv, ti
 
 
 def test_process_tree_terminated_even_when_a_child_ignores_sigterm():
-    script = ("import subprocess, sys, time\n"
-              "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
-              "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(\"ready\", flush=True); time.sleep(120)'])\n"
-              "print(child.pid, flush=True)\n"
-              "time.sleep(120)\n")
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        'signal.signal(signal.SIGTERM, signal.SIG_IGN); print("ready", flush=True); time.sleep(120)\'])\n'
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
     process = runner.EngineProcess([sys.executable, "-c", script])
     process.start()
     seen = []
@@ -156,6 +159,7 @@ def test_engine_error_fails_cleanly(scene, samples, engineEnv):
 def test_model_list_and_user_folder(engineEnv, tinyModel):
     assert segment.userModelDir(engineEnv) == os.path.join(engineEnv["LDSEG_HOME"], "models")
     from ldseg.io.models import user_model_dir  # the engine's own rule (imports torch: tests only)
+
     os.environ["LDSEG_HOME"], old = engineEnv["LDSEG_HOME"], os.environ.get("LDSEG_HOME")
     try:
         assert segment.userModelDir() == str(user_model_dir())
@@ -189,14 +193,24 @@ def test_fine_tune_from_scene_and_folder(scene, engineEnv, tinyModel, tmp_path):
         (folder / sub).mkdir(parents=True)
         (folder / sub / "hippocampus_011.nii.gz").symlink_to(HIPPOCAMPUS / sub / "hippocampus_011.nii.gz")
     output = os.path.join(segment.userModelDir(engineEnv), "tiny-finetuned-test.safetensors")
-    job = training.TrainingJob(tinyModel, sceneCases=candidates, folder=str(folder), epochs=1, learningRate=1e-4,
-                               device="cpu", outputPath=output, python=sys.executable, env=engineEnv,
-                               keepWorkDir=True)
+    job = training.TrainingJob(
+        tinyModel,
+        sceneCases=candidates,
+        folder=str(folder),
+        epochs=1,
+        learningRate=1e-4,
+        device="cpu",
+        outputPath=output,
+        python=sys.executable,
+        env=engineEnv,
+        keepWorkDir=True,
+    )
     job.start()
     try:
         # the scene cases were written with the model's label values, on their own geometry
-        exported = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(job.workDir, "dataset", "labels",
-                                                                      "hippocampus_006_segmentation.nrrd")))
+        exported = sitk.GetArrayFromImage(
+            sitk.ReadImage(os.path.join(job.workDir, "dataset", "labels", "hippocampus_006_segmentation.nrrd"))
+        )
         original = sitk.GetArrayFromImage(sitk.ReadImage(str(HIPPOCAMPUS / "labels" / "hippocampus_006.nii.gz")))
         np.testing.assert_array_equal(exported, original)
         assert job.cases == 3

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
-
 from slicertesting import PROSTATE_CLASSES, loadVolume, syntheticSd, writeEngineOutputs
 
 from LDSegLib import review, sceneio
@@ -16,7 +15,9 @@ THRESHOLD = 0.15
 def imported(scene, samples, tmp_path):
     inputPath = samples / "prostate_phantom_subvolume.nrrd"
     volume = loadVolume(scene, inputPath, name="prostate")
-    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(samples / "prostate_phantom_subvolume-label.nrrd"))).astype(np.int16)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(samples / "prostate_phantom_subvolume-label.nrrd"))).astype(
+        np.int16
+    )
     sd = syntheticSd(labels.shape, seed=7)
     result = writeEngineOutputs(tmp_path / "out", inputPath, labels, sd)
     return volume, labels, sd, sceneio.importResults(scene, volume, result, sdThreshold=THRESHOLD)
@@ -103,8 +104,11 @@ def test_uncertain_segment_is_thresholded_sd(imported):
     segmentId = review.createUncertainSegment(segmentationNode, result.uncertaintyVolumeNode, 0.3)
     assert segmentation.GetNumberOfSegments() == n
     np.testing.assert_array_equal(review.segmentMask(segmentationNode, segmentId, volume), sd > 0.3)
-    classIds = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())
-                if segmentation.GetNthSegmentID(i) != segmentId]
+    classIds = [
+        segmentation.GetNthSegmentID(i)
+        for i in range(segmentation.GetNumberOfSegments())
+        if segmentation.GetNthSegmentID(i) != segmentId
+    ]
     np.testing.assert_array_equal(sceneio.exportLabelValues(segmentationNode, volume, segmentIds=classIds), labels)
     # the uncertain segment is not a class: the review table leaves it out
     rows = review.segmentStatistics(segmentationNode, result.uncertaintyVolumeNode, THRESHOLD)

@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from slicertesting import slicer
-from slicertesting import PROSTATE_CLASSES, loadVolume, syntheticSd, writeEngineOutputs
+from slicertesting import PROSTATE_CLASSES, loadVolume, slicer, syntheticSd, writeEngineOutputs
 
 from LDSegLib import colormaps, sceneio
 
@@ -79,7 +77,8 @@ def test_segmentation_named_colored_on_input_geometry(scene, prostate):
     # the segmentation's own reference geometry is the input's
     labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
     assert slicer.vtkSlicerSegmentationsModuleLogic.ExportAllSegmentsToLabelmapNode(
-        segmentationNode, labelmapNode, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+        segmentationNode, labelmapNode, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
+    )
     np.testing.assert_allclose(sceneio.ijkToRasArray(labelmapNode), sceneio.ijkToRasArray(volume), atol=1e-9)
     np.testing.assert_array_equal(sceneio.arrayFromImage(labelmapNode) > 0, labels > 0)
 
@@ -90,7 +89,9 @@ def test_segmentation_named_colored_on_input_geometry(scene, prostate):
     # visible in 2D and 3D, under the input in the subject hierarchy
     display = segmentationNode.GetDisplayNode()
     assert display.GetVisibility() and display.GetVisibility2DFill() and display.GetVisibility3D()
-    assert segmentation.ContainsRepresentation(slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName())
+    assert segmentation.ContainsRepresentation(
+        slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    )
     for node in (segmentationNode, imported.uncertaintyVolumeNode, imported.probabilityVolumeNode):
         assert sceneio.subjectHierarchyParent(scene, node) is volume
 
@@ -145,7 +146,9 @@ def test_inferno_built_in_code_is_perceptually_ordered(scene):
     node.GetColor(0, rgba)
     np.testing.assert_allclose(rgba[:3], np.array([0, 0, 4]) / 255.0, atol=1 / 255)
     # rises monotonically (up to the 8-bit quantization of color table entries)
-    assert np.all(np.diff(luminance) > -2 / 255) and luminance[-1] - luminance[0] > 0.9, "Inferno's luminance must rise monotonically"
+    assert np.all(np.diff(luminance) > -2 / 255) and luminance[-1] - luminance[0] > 0.9, (
+        "Inferno's luminance must rise monotonically"
+    )
 
 
 def test_roi_result_pasted_back_at_the_right_voxels(scene, samples, tmp_path):
@@ -179,8 +182,9 @@ def test_roi_result_pasted_back_at_the_right_voxels(scene, samples, tmp_path):
     full = sitk.ReadImage(str(inputPath))
     (i0, i1), (j0, j1), (k0, k1) = extent
     np.testing.assert_array_equal(sitk.GetArrayFromImage(crop), sitk.GetArrayFromImage(full)[k0:k1, j0:j1, i0:i1])
-    np.testing.assert_allclose(crop.TransformIndexToPhysicalPoint((0, 0, 0)),
-                               full.TransformIndexToPhysicalPoint((i0, j0, k0)), atol=1e-6)
+    np.testing.assert_allclose(
+        crop.TransformIndexToPhysicalPoint((0, 0, 0)), full.TransformIndexToPhysicalPoint((i0, j0, k0)), atol=1e-6
+    )
 
     # engine outputs on the crop's geometry are pasted back where they came from, zero elsewhere
     cropLabels = fullLabels[k0:k1, j0:j1, i0:i1].copy()

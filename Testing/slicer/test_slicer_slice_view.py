@@ -1,19 +1,20 @@
 """Slicer's own slice blend of a real engine result (input + segments + SD overlay), rendered headless."""
 
 import numpy as np
-
+import render_slice_view
 from slicertesting import HIPPOCAMPUS
 
-import render_slice_view
 from LDSegLib import sceneio
 
 
 def test_slice_view_picture_of_a_real_result(engineEnv, tinyModel, tmp_path):
     image = HIPPOCAMPUS / "images" / "hippocampus_015.nii.gz"
     path, job, views, scene, volume = render_slice_view.segmentAndRender(
-        tinyModel.path, image, tmp_path / "slice-view.png", samples=3, env=engineEnv, sdThreshold=0.02, size=200)
+        tinyModel.path, image, tmp_path / "slice-view.png", samples=3, env=engineEnv, sdThreshold=0.02, size=200
+    )
     assert job.succeeded and path.is_file()
     from PIL import Image
+
     picture = np.asarray(Image.open(path))
     assert picture.shape == (200, 3 * 200 + 2 * 6, 3)
 

@@ -8,12 +8,14 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from slicertesting import DOCS, MODULE_DIR, loadVolume, syntheticSd, writeEngineOutputs
 
-pytest.importorskip("PySide6", reason="PySide6-Essentials is not installed (pip install -r requirements-slicer-test.txt)")
+pytest.importorskip(
+    "PySide6", reason="PySide6-Essentials is not installed (pip install -r requirements-slicer-test.txt)"
+)
 
 import panel  # noqa: E402
+
 from LDSegLib import parameters, review, sceneio  # noqa: E402
 
 UI = MODULE_DIR / "Resources" / "UI" / "LDSeg.ui"
@@ -24,8 +26,13 @@ def uiNamesUsedByModule():
     """Every ``self.ui.NAME`` the module's code touches."""
     names = set()
     for node in ast.walk(ast.parse(MODULE_FILE.read_text())):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
-                and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self":
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui"
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "self"
+        ):
             names.add(node.attr)
     return names
 
@@ -44,19 +51,31 @@ def loaded():
 
 def test_ui_loads_offscreen_with_every_named_widget(loaded):
     from PySide6.QtCore import QObject
+
     used = uiNamesUsedByModule()
     assert len(used) > 20  # the module really wires the panel (bound widgets come on top)
     missing = sorted(n for n in used if loaded.findChild(QObject, n) is None)
     assert not missing, f"widgets named in LDSeg.py but absent from LDSeg.ui: {missing}"
     # and the classes are what the code expects of them
     widgets = uiWidgets()
-    expected = {"segmentButton": "QPushButton", "progressBar": "QProgressBar", "modelSelector": "QComboBox",
-                "reviewTable": "QTableWidget", "trainingCasesList": "QListWidget", "trainingLog": "QPlainTextEdit",
-                "trainingFolderEdit": "ctkPathLineEdit", "nextRegionButton": "QPushButton",
-                "previousRegionButton": "QPushButton", "fineTuneButton": "QPushButton"}
+    expected = {
+        "segmentButton": "QPushButton",
+        "progressBar": "QProgressBar",
+        "modelSelector": "QComboBox",
+        "reviewTable": "QTableWidget",
+        "trainingCasesList": "QListWidget",
+        "trainingLog": "QPlainTextEdit",
+        "trainingFolderEdit": "ctkPathLineEdit",
+        "nextRegionButton": "QPushButton",
+        "previousRegionButton": "QPushButton",
+        "fineTuneButton": "QPushButton",
+    }
     assert {n: widgets[n].get("class") for n in expected} == expected
-    sections = [w.findtext("property[@name='text']/string") for w in widgets.values()
-                if w.get("class") == "ctkCollapsibleButton"]
+    sections = [
+        w.findtext("property[@name='text']/string")
+        for w in widgets.values()
+        if w.get("class") == "ctkCollapsibleButton"
+    ]
     assert sections == ["Segment", "Results && Review", "Fine-tune", "Settings"]  # && shows as &
 
 
@@ -99,10 +118,17 @@ def test_panel_picture(loaded, scene, samples, tmp_path):
     rows = [s.row() for s in review.segmentStatistics(imported.segmentationNode, imported.uncertaintyVolumeNode, 0.1)]
     navigator = review.UncertainRegionNavigator(review.uncertainRegions(imported.uncertaintyVolumeNode, 0.1))
     navigator.next()
-    panel.fillDemo(loaded, rows, modelLabel="Prostate phantom (example classes)", modelSummary="3D · 1 channel · MR\nClasses: " + ", ".join(r[0] for r in rows),
-                   regionText=navigator.describe(), statusText="Done (engine-format result of the prostate phantom).")
+    panel.fillDemo(
+        loaded,
+        rows,
+        modelLabel="Prostate phantom (example classes)",
+        modelSummary="3D · 1 channel · MR\nClasses: " + ", ".join(r[0] for r in rows),
+        regionText=navigator.describe(),
+        statusText="Done (engine-format result of the prostate phantom).",
+    )
     path = panel.savePanelPicture(loaded, DOCS / "panel.png")
     from PIL import Image
+
     image = np.asarray(Image.open(path).convert("RGB"))
     assert image.shape[1] >= 460 and image.shape[0] > 600
     assert image.std() > 20  # a real drawing, not a blank grab

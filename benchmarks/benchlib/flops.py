@@ -41,8 +41,9 @@ def count_conv_flops(network: nn.Module) -> Iterator[list[int]]:
             h.remove()
 
 
-def conv_throughput(dims: int, shape: tuple[int, ...], channels: int, device: torch.device, *,
-                    cap_s: float, max_repeats: int) -> dict:
+def conv_throughput(
+    dims: int, shape: tuple[int, ...], channels: int, device: torch.device, *, cap_s: float, max_repeats: int
+) -> dict:
     """Achieved GFLOP/s of a plain 3x3(x3) convolution, channels -> channels,
     on an input of spatial ``shape``, in fp32 and bf16 (autocast), each in the
     contiguous and the channels-last memory format; the best format counts."""
@@ -56,7 +57,7 @@ def conv_throughput(dims: int, shape: tuple[int, ...], channels: int, device: to
                 conv = conv_cls(channels, channels, 3, padding=1).to(device).to(memory_format=fmt)
                 x = torch.randn(1, channels, *shape, device=device).contiguous(memory_format=fmt)
                 with autocast(device, precision == "bf16"):
-                    flops = conv_flops(conv, conv(x))          # also the warm-up
+                    flops = conv_flops(conv, conv(x))  # also the warm-up
                     seconds, _ = repeat_timing(lambda: conv(x), device, cap_s=cap_s, max_repeats=max_repeats)
                 by_format[fmt_name] = round(flops / seconds / 1e9, 2)
             best = max(by_format, key=by_format.get)

@@ -51,13 +51,13 @@ def peak_rss_mb() -> float:
     peak = _status_mb("VmHWM")
     if peak is not None:
         return peak
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)   # Linux: kB
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: kB
 
 
 def peak_gpu_mb(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
-    return round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
 
 
 class PeakMeter:
@@ -76,8 +76,11 @@ class PeakMeter:
         self.gpu = peak_gpu_mb(self.device)
 
     def result(self) -> dict[str, Any]:
-        return {"peak_rss_mb": self.rss, "peak_gpu_mb": self.gpu,
-                "peak_scope": "measurement" if self.scoped else "process"}
+        return {
+            "peak_rss_mb": self.rss,
+            "peak_gpu_mb": self.gpu,
+            "peak_scope": "measurement" if self.scoped else "process",
+        }
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
@@ -89,8 +92,7 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def repeat_timing(fn: Callable[[], Any], device: torch.device, *, cap_s: float,
-                  max_repeats: int) -> tuple[float, int]:
+def repeat_timing(fn: Callable[[], Any], device: torch.device, *, cap_s: float, max_repeats: int) -> tuple[float, int]:
     """Median seconds over up to ``max_repeats`` calls, stopping early once
     ``cap_s`` seconds have been spent (at least one call). The caller warms up."""
     times: list[float] = []

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 
 from ldseg.config import ModelConfig
+from ldseg.data.preprocess import Preprocessing
 from ldseg.io.modelfile import read_config, save_model
 from ldseg.io.models import resolve_model
 from ldseg.nn import build_network
-from ldseg.data.preprocess import Preprocessing
 from ldseg.training.presets import network_preset
 
 
@@ -23,8 +23,12 @@ def synthetic_config(grid: tuple[int, ...], size: str = "small") -> ModelConfig:
     dims = len(grid)
     pre = Preprocessing(dims=dims, channels=3 if dims == 2 else 1, grid=tuple(grid), label_values=(0, 1))
     name = "synthetic-" + "x".join(str(g) for g in grid)
-    return ModelConfig(preprocessing=pre, class_names=("background", "foreground"), name=name,
-                       network=network_preset(size, image_attention=dims == 2))
+    return ModelConfig(
+        preprocessing=pre,
+        class_names=("background", "foreground"),
+        name=name,
+        network=network_preset(size, image_attention=dims == 2),
+    )
 
 
 def resunet_twin(config: ModelConfig) -> ModelConfig:

@@ -10,23 +10,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-STEPS = (1, 2, 10, 1000)          # DDIM steps K
-SAMPLES = (1, 10, 20, 100)        # samples N for the uncertainty
+STEPS = (1, 2, 10, 1000)  # DDIM steps K
+SAMPLES = (1, 10, 20, 100)  # samples N for the uncertainty
 
 
 @dataclass
 class Config:
     name: str
-    model: dict                   # {"shipped": name} or {"grid": [...]}
+    model: dict  # {"shipped": name} or {"grid": [...]}
     train_batch: int = 2
-    train_steps: int = 3          # timed optimizer steps after one warm-up step
+    train_steps: int = 3  # timed optimizer steps after one warm-up step
 
 
 @dataclass
 class LargeInput:
     name: str
     model: dict
-    shape: list[int]              # spatial shape of the input
+    shape: list[int]  # spatial shape of the input
     channels: int = 1
     samples: int = 10
 
@@ -34,8 +34,8 @@ class LargeInput:
 @dataclass
 class Plan:
     quick: bool
-    cap_s: float                  # longest single measurement before extrapolating
-    repeats: int                  # most repeats of a cheap measurement (median)
+    cap_s: float  # longest single measurement before extrapolating
+    repeats: int  # most repeats of a cheap measurement (median)
     configs: list[Config]
     large_inputs: list[LargeInput]
     # The machine's yardstick convolutions. Not too small: below about 32^3
@@ -52,24 +52,41 @@ class Plan:
 
 def shipped_configs(batch: int) -> list[Config]:
     from ldseg.io.models import list_models
-    return [Config(f"{m['name']} (shipped)", {"shipped": m["name"]}, train_batch=batch)
-            for m in list_models() if m.get("source") == "shipped" and "error" not in m]
+
+    return [
+        Config(f"{m['name']} (shipped)", {"shipped": m["name"]}, train_batch=batch)
+        for m in list_models()
+        if m.get("source") == "shipped" and "error" not in m
+    ]
 
 
 def make_plan(quick: bool) -> Plan:
-    if quick:   # about a minute on one thread: small grids, few repeats, tight caps
+    if quick:  # about a minute on one thread: small grids, few repeats, tight caps
         return Plan(
-            quick=True, cap_s=1.0, repeats=2, job_timeout_s=180,
-            configs=shipped_configs(batch=1) + [
+            quick=True,
+            cap_s=1.0,
+            repeats=2,
+            job_timeout_s=180,
+            configs=shipped_configs(batch=1)
+            + [
                 Config("2D 64x64 (small)", {"grid": [64, 64]}, train_batch=2, train_steps=2),
                 Config("3D 32x32x32 (small)", {"grid": [32, 32, 32]}, train_batch=1, train_steps=2),
             ],
-            large_inputs=[LargeInput("2D 1000x1000 RGB input, 2D 64x64 model", {"grid": [64, 64]},
-                                     [1000, 1000], channels=3, samples=2)],
-            conv2d={"shape": [128, 128], "channels": 32}, conv3d={"shape": [40, 40, 40], "channels": 32})
+            large_inputs=[
+                LargeInput(
+                    "2D 1000x1000 RGB input, 2D 64x64 model", {"grid": [64, 64]}, [1000, 1000], channels=3, samples=2
+                )
+            ],
+            conv2d={"shape": [128, 128], "channels": 32},
+            conv3d={"shape": [40, 40, 40], "channels": 32},
+        )
     return Plan(
-        quick=False, cap_s=40.0, repeats=5, job_timeout_s=1500,
-        configs=shipped_configs(batch=4) + [
+        quick=False,
+        cap_s=40.0,
+        repeats=5,
+        job_timeout_s=1500,
+        configs=shipped_configs(batch=4)
+        + [
             Config("2D 256x256 (small)", {"grid": [256, 256]}, train_batch=4),
             Config("2D 512x512 (small)", {"grid": [512, 512]}, train_batch=2),
             Config("3D 64x64x64 (small)", {"grid": [64, 64, 64]}, train_batch=2),
@@ -77,7 +94,8 @@ def make_plan(quick: bool) -> Plan:
         ],
         large_inputs=[
             LargeInput("3D 128x128x256 input, hippocampus model", {"shipped": "hippocampus"}, [128, 128, 256]),
-            LargeInput("2D 4000x4000 RGB input, 2D 256x256 model", {"grid": [256, 256]}, [4000, 4000],
-                       channels=3),
+            LargeInput("2D 4000x4000 RGB input, 2D 256x256 model", {"grid": [256, 256]}, [4000, 4000], channels=3),
         ],
-        conv2d={"shape": [256, 256], "channels": 32}, conv3d={"shape": [64, 64, 64], "channels": 32})
+        conv2d={"shape": [256, 256], "channels": 32},
+        conv3d={"shape": [64, 64, 64], "channels": 32},
+    )

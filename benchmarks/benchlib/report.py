@@ -27,13 +27,17 @@ def _ratios(cfg: dict) -> dict[str, float | None]:
     def ratio(a, b):
         return round(a / b, 2) if a is not None and b else None
 
-    return {"segment_N1": ratio(by_n.get(1), res.get("segment_s")),
-            "segment_N10": ratio(by_n.get(10), res.get("segment_s")),
-            "training_seconds_per_iteration": ratio(train.get("seconds_per_iteration"),
-                                                    res_train.get("seconds_per_iteration"))}
+    return {
+        "segment_N1": ratio(by_n.get(1), res.get("segment_s")),
+        "segment_N10": ratio(by_n.get(10), res.get("segment_s")),
+        "training_seconds_per_iteration": ratio(
+            train.get("seconds_per_iteration"), res_train.get("seconds_per_iteration")
+        ),
+    }
 
 
 # -- table ---------------------------------------------------------------------------
+
 
 def _s(value: float | None) -> str:
     if value is None:
@@ -51,9 +55,11 @@ def _row(label: str, cells: list[str], width: int = 10) -> str:
 
 def format_report(results: dict) -> str:
     meta = results["meta"]
-    lines = [f"LDSeg benchmarks ({'quick' if meta['quick'] else 'full'}) on {meta['device_description']}, "
-             f"torch {meta['torch']}, {meta['threads']} threads, precision {meta['precision']}"
-             + (", compile" if meta["compile"] else "")]
+    lines = [
+        f"LDSeg benchmarks ({'quick' if meta['quick'] else 'full'}) on {meta['device_description']}, "
+        f"torch {meta['torch']}, {meta['threads']} threads, precision {meta['precision']}"
+        + (", compile" if meta["compile"] else "")
+    ]
     lines += _machine_lines(results.get("machine", {}))
     for cfg in results.get("configs", []):
         lines += [""] + _config_lines(cfg)
@@ -63,12 +69,17 @@ def format_report(results: dict) -> str:
             if "error" in item:
                 lines.append(f"    {item['name']}: error {item['error']}")
                 continue
-            lines.append(f"    {item['name']}: {_s(item['seconds'])} s for N={item['samples']}, "
-                         f"input {item['input_mb']} MB, results {item['output_mb']} MB, "
-                         f"peak RSS {item['peak_rss_mb']} MB (before: {item['rss_before_mb']} MB)"
-                         + (f", peak GPU {item['peak_gpu_mb']} MB" if item.get("peak_gpu_mb") else ""))
-    lines += ["", "* extrapolated from fewer measured steps/samples (see the JSON's measured_steps / "
-                  "extrapolated_from); peaks are per measurement where the kernel allows resetting them."]
+            lines.append(
+                f"    {item['name']}: {_s(item['seconds'])} s for N={item['samples']}, "
+                f"input {item['input_mb']} MB, results {item['output_mb']} MB, "
+                f"peak RSS {item['peak_rss_mb']} MB (before: {item['rss_before_mb']} MB)"
+                + (f", peak GPU {item['peak_gpu_mb']} MB" if item.get("peak_gpu_mb") else "")
+            )
+    lines += [
+        "",
+        "* extrapolated from fewer measured steps/samples (see the JSON's measured_steps / "
+        "extrapolated_from); peaks are per measurement where the kernel allows resetting them.",
+    ]
     return "\n".join(lines)
 
 
@@ -79,8 +90,10 @@ def _machine_lines(machine: dict) -> list[str]:
         if not m:
             continue
         shape = "x".join(str(s) for s in m["shape"])
-        lines.append(f"    {key} {shape}: fp32 {m['fp32']['gflops']} GFLOP/s ({m['fp32']['best_format']}), "
-                     f"bf16 {m['bf16']['gflops']} GFLOP/s ({m['bf16']['best_format']})")
+        lines.append(
+            f"    {key} {shape}: fp32 {m['fp32']['gflops']} GFLOP/s ({m['fp32']['best_format']}), "
+            f"bf16 {m['bf16']['gflops']} GFLOP/s ({m['bf16']['best_format']})"
+        )
     for key, error in machine.get("errors", {}).items():
         lines.append(f"    {key}: error {error}")
     if "error" in machine:
@@ -93,15 +106,23 @@ def _config_lines(cfg: dict) -> list[str]:
     inf = cfg.get("inference") or {}
     head = f"== {cfg['name']}: {cfg.get('dims', '?')}D grid {grid}, {cfg.get('classes', '?')} classes"
     if inf:
-        head += (f", {inf['parameters'] / 1e6:.2f} M parameters; {inf['device']} {inf['precision']}"
-                 + (", channels-last" if inf["channels_last"] else "") + (", compiled" if inf["compiled"] else ""))
+        head += (
+            f", {inf['parameters'] / 1e6:.2f} M parameters; {inf['device']} {inf['precision']}"
+            + (", channels-last" if inf["channels_last"] else "")
+            + (", compiled" if inf["compiled"] else "")
+        )
     lines = [head]
     if inf:
         steps = inf["steps"]
-        lines.append(_row("seconds/image, 1 sample", [f"K={r['K']}" + ("*" if r["extrapolated"] else "")
-                                                       for r in steps]))
-        for label, key in (("image encoder", "encoder_s"), ("denoiser (all steps)", "denoiser_s"),
-                           ("decoder", "decoder_s"), ("total", "total_s")):
+        lines.append(
+            _row("seconds/image, 1 sample", [f"K={r['K']}" + ("*" if r["extrapolated"] else "") for r in steps])
+        )
+        for label, key in (
+            ("image encoder", "encoder_s"),
+            ("denoiser (all steps)", "denoiser_s"),
+            ("decoder", "decoder_s"),
+            ("total", "total_s"),
+        ):
             lines.append(_row(label, [_s(r[key]) for r in steps]))
         unc = inf["uncertainty"]
         lines.append(_row("uncertainty, K=2", [f"N={r['N']}" + ("*" if r["extrapolated"] else "") for r in unc]))
@@ -110,10 +131,15 @@ def _config_lines(cfg: dict) -> list[str]:
         if any(r.get("peak_gpu_mb") for r in unc):
             lines.append(_row("peak GPU MB", [str(r.get("peak_gpu_mb", "-")) for r in unc]))
         share = inf.get("decoder_share_of_conv_peak")
-        lines.append(f"    decoder: {inf['decoder_flops'] / 1e9:.2f} GFLOP per sample, "
-                     f"{inf['decoder_gflops']} GFLOP/s"
-                     + (f" = {100 * share:.0f}% of this machine's {inf['precision']} conv "
-                        f"({inf['conv_peak_gflops']} GFLOP/s)" if share is not None else ""))
+        lines.append(
+            f"    decoder: {inf['decoder_flops'] / 1e9:.2f} GFLOP per sample, "
+            f"{inf['decoder_gflops']} GFLOP/s"
+            + (
+                f" = {100 * share:.0f}% of this machine's {inf['precision']} conv ({inf['conv_peak_gflops']} GFLOP/s)"
+                if share is not None
+                else ""
+            )
+        )
     lines += _training_lines(cfg)
     if "error" in cfg:
         lines.append(f"    error: {cfg['error']}")
@@ -128,9 +154,11 @@ def _training_lines(cfg: dict) -> list[str]:
     lines = []
     train, res, res_train = cfg.get("training"), cfg.get("resunet"), cfg.get("resunet_training")
     if train:
-        lines.append(f"    training: {train['iterations_per_s']:.3g} it/s at batch {train['batch_size']} "
-                     f"({train['images_per_s']:.3g} images/s, {train['precision']}), "
-                     f"peak RSS {train['peak_rss_mb']} MB")
+        lines.append(
+            f"    training: {train['iterations_per_s']:.3g} it/s at batch {train['batch_size']} "
+            f"({train['images_per_s']:.3g} images/s, {train['precision']}), "
+            f"peak RSS {train['peak_rss_mb']} MB"
+        )
     if res or res_train:
         parts = []
         if res:
@@ -139,9 +167,15 @@ def _training_lines(cfg: dict) -> list[str]:
             parts.append(f"training {res_train['iterations_per_s']:.3g} it/s")
         lines.append("    Res-UNet (same sizes): " + ", ".join(parts))
     ratios: dict[str, Any] = cfg.get("ratio_ldseg_to_resunet") or {}
-    shown = [f"{label} {ratios[key]}x" for key, label in
-             (("segment_N1", "segment N=1"), ("segment_N10", "N=10"),
-              ("training_seconds_per_iteration", "training time/iteration")) if ratios.get(key) is not None]
+    shown = [
+        f"{label} {ratios[key]}x"
+        for key, label in (
+            ("segment_N1", "segment N=1"),
+            ("segment_N10", "N=10"),
+            ("training_seconds_per_iteration", "training time/iteration"),
+        )
+        if ratios.get(key) is not None
+    ]
     if shown:
         lines.append("    LDSeg / Res-UNet: " + ", ".join(shown))
     return lines

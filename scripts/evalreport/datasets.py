@@ -28,18 +28,18 @@ ROBUSTNESS_SIGMA = 0.2
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    key: str                      # used in option and file names
+    key: str  # used in option and file names
     title: str
-    folder: str                   # below the data root
-    first_test_case: int          # index into the sorted cases of ``folder``
+    folder: str  # below the data root
+    first_test_case: int  # index into the sorted cases of ``folder``
     test_description: str
     dice_target_text: str
-    distance_unit: str            # HD95 unit: mm, or pixels where the files carry no spacing
-    default_models: tuple[str, ...]     # first existing one wins (relative to the repository)
+    distance_unit: str  # HD95 unit: mm, or pixels where the files carry no spacing
+    default_models: tuple[str, ...]  # first existing one wins (relative to the repository)
     default_baselines: tuple[str, ...]
 
     def test_pairs(self, data_root: Path) -> list[CasePair]:
-        return find_pairs(Path(data_root) / self.folder)[self.first_test_case:]
+        return find_pairs(Path(data_root) / self.folder)[self.first_test_case :]
 
     def default_model(self) -> Path:
         return _first_existing(self.default_models)
@@ -60,13 +60,17 @@ DATASETS = {
         title="Hippocampus (3D T1 MR; anterior, posterior)",
         folder="hippocampus",
         first_test_case=HIPPOCAMPUS_TRAINING_CASES,
-        test_description=(f"the sorted cases of `hippocampus/` after the first {HIPPOCAMPUS_TRAINING_CASES} "
-                          "(the models' training and validation cases): hippocampus_321 … hippocampus_393"),
+        test_description=(
+            f"the sorted cases of `hippocampus/` after the first {HIPPOCAMPUS_TRAINING_CASES} "
+            "(the models' training and validation cases): hippocampus_321 … hippocampus_393"
+        ),
         dice_target_text=f"hippocampus mean foreground Dice ≥ {DICE_TARGET}",
         distance_unit="mm",
         default_models=("Resources/Models/hippocampus.safetensors",),
-        default_baselines=("Resources/Baselines/hippocampus-resunet.safetensors",
-                           "runs/hippocampus-resunet.run/best.safetensors"),
+        default_baselines=(
+            "Resources/Baselines/hippocampus-resunet.safetensors",
+            "runs/hippocampus-resunet.run/best.safetensors",
+        ),
     ),
     "glas": DatasetSpec(
         key="glas",
@@ -75,9 +79,8 @@ DATASETS = {
         first_test_case=0,
         test_description="all of `glas/testA` (the GlaS challenge's test part A; the models train on `glas/train`)",
         dice_target_text=f"GlaS testA gland Dice ≥ {DICE_TARGET}",
-        distance_unit="pixels",   # PNG files: spacing 1
+        distance_unit="pixels",  # PNG files: spacing 1
         default_models=("Resources/Models/glas.safetensors", "runs/glas.safetensors"),
-        default_baselines=("Resources/Baselines/glas-resunet.safetensors",
-                           "runs/glas-resunet.run/best.safetensors"),
+        default_baselines=("Resources/Baselines/glas-resunet.safetensors", "runs/glas-resunet.run/best.safetensors"),
     ),
 }

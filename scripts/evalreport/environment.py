@@ -18,7 +18,7 @@ from ldseg.io.modelfile import read_config
 
 from .datasets import REPO_ROOT
 
-SHA_SHOWN = 12   # hex digits of the SHA-256 shown in the report
+SHA_SHOWN = 12  # hex digits of the SHA-256 shown in the report
 
 
 def cpu_model() -> str:
@@ -34,9 +34,10 @@ def cpu_model() -> str:
 
 def git_revision() -> str:
     """Short commit of the working tree, marked when it has uncommitted changes."""
+
     def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=30).stdout.strip()
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+
     try:
         commit = git("rev-parse", "--short", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))

@@ -52,10 +52,12 @@ def save_steps_figure(steps_rows, subset_rows, title, path):
         time_ax.plot(ks, [r["seconds"]["mean"] for r in full], style, label=label)
     single = next((r for r in steps_rows if r["sampler"] == "single"), None)
     if single is not None and math.isfinite(single["dice"]["mean"]):
-        dice_ax.axhline(single["dice"]["mean"], color="gray", linestyle=":",
-                        label=f"single-step estimate ({n_all} cases)")
-        time_ax.axhline(single["seconds"]["mean"], color="gray", linestyle=":",
-                        label=f"single-step estimate ({n_all} cases)")
+        dice_ax.axhline(
+            single["dice"]["mean"], color="gray", linestyle=":", label=f"single-step estimate ({n_all} cases)"
+        )
+        time_ax.axhline(
+            single["seconds"]["mean"], color="gray", linestyle=":", label=f"single-step estimate ({n_all} cases)"
+        )
     for ax, ylabel in ((dice_ax, "Dice (mean foreground, 1 sample)"), (time_ax, "seconds per case")):
         ax.set_xscale("log")
         ax.set_xlabel("DDIM sampling steps K")

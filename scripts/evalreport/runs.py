@@ -21,13 +21,13 @@ from typing import Callable
 import numpy as np
 
 from ldseg.data.dataset import CasePair
+from ldseg.data.preprocess import labels_to_classes
 from ldseg.evaluation.cases import evaluate_case
-from ldseg.io.images import read_image, read_label
-from ldseg.inference.segmenter import Segmenter
 from ldseg.evaluation.metrics import dice_per_class, roc_auc
 from ldseg.evaluation.perturb import add_gaussian_noise
-from ldseg.data.preprocess import labels_to_classes
 from ldseg.evaluation.uncertainty import PooledAUROC, error_mask
+from ldseg.inference.segmenter import Segmenter
+from ldseg.io.images import read_image, read_label
 
 #: DDIM step counts from here up are slow (seconds per step on a CPU) and run
 #: on the first ``slow_cases`` test cases only.
@@ -36,7 +36,7 @@ SLOW_STEPS = 50
 
 @dataclass(frozen=True)
 class StepVariant:
-    sampler: str      # "ddim" or "single"
+    sampler: str  # "ddim" or "single"
     steps: int
 
     @property
@@ -51,7 +51,7 @@ class StepVariant:
 @dataclass
 class Settings:
     samples: int = 10
-    steps: int | None = None            # None: the model's own (the paper's K = 2)
+    steps: int | None = None  # None: the model's own (the paper's K = 2)
     step_counts: tuple[int, ...] = (1, 2, 5, 10, 50, 1000)
     slow_cases: int = 10
     sigmas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2)
@@ -71,7 +71,7 @@ class DatasetRun:
     noise_rows: list[dict] = field(default_factory=list)
     uncertainty_rows: list[dict] = field(default_factory=list)
     pooled_auroc: PooledAUROC = field(default_factory=PooledAUROC)
-    seconds: dict[str, float] = field(default_factory=dict)   # wall time per part
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -85,11 +85,11 @@ class DatasetRun:
 
 @dataclass
 class Case:
-    index: int        # position in the test list (seeds the noise)
+    index: int  # position in the test list (seeds the noise)
     name: str
-    image: object     # MedicalImage
+    image: object  # MedicalImage
     path: Path
-    ref: np.ndarray   # class indices
+    ref: np.ndarray  # class indices
     spacing: tuple
 
 
@@ -97,7 +97,7 @@ class Case:
 class ExampleCase:
     name: str
     dice: float
-    image: np.ndarray       # (C, *spatial)
+    image: np.ndarray  # (C, *spatial)
     ref: np.ndarray
     pred: np.ndarray
     sd: np.ndarray
@@ -111,8 +111,7 @@ def step_variants(step_counts, main_steps: int, max_steps: int) -> tuple[list[St
     """The single-step estimate, then DDIM for each K (with the main K added);
     K above the model's T cannot run and is noted."""
     counts = sorted(set(int(k) for k in step_counts) | {main_steps})
-    notes = [f"DDIM K={k} skipped: the model has T = {max_steps} noise levels"
-             for k in counts if k > max_steps]
+    notes = [f"DDIM K={k} skipped: the model has T = {max_steps} noise levels" for k in counts if k > max_steps]
     variants = [StepVariant("single", 1)] + [StepVariant("ddim", k) for k in counts if k <= max_steps]
     return variants, notes
 
@@ -130,8 +129,9 @@ def warm_up(segmenter: Segmenter, pair: CasePair, samples: int) -> None:
     segmenter.segment(pair.image, samples=samples, seed=0)
 
 
-def evaluate_dataset(pairs: list[CasePair], ldseg: Segmenter, baseline: Segmenter | None,
-                     settings: Settings, log: Callable[[str], None]) -> DatasetRun:
+def evaluate_dataset(
+    pairs: list[CasePair], ldseg: Segmenter, baseline: Segmenter | None, settings: Settings, log: Callable[[str], None]
+) -> DatasetRun:
     config = ldseg.config
     main_steps = settings.steps or config.diffusion.sampling_steps
     variants, notes = step_variants(settings.step_counts, main_steps, config.diffusion.steps)
@@ -147,16 +147,19 @@ def evaluate_dataset(pairs: list[CasePair], ldseg: Segmenter, baseline: Segmente
         baseline_dice = _baseline_run(run, case, baseline, settings) if baseline is not None else None
         _noise_runs(run, case, ldseg, baseline, settings, main_dice, baseline_dice)
         run.uncertainty_rows[-1]["dice_single_sample"] = single_dice
-        log(f"{index + 1}/{len(pairs)} {case.name}: LDSeg Dice {main_dice:.3f} (1 sample {single_dice:.3f})"
+        log(
+            f"{index + 1}/{len(pairs)} {case.name}: LDSeg Dice {main_dice:.3f} (1 sample {single_dice:.3f})"
             + (f", baseline {baseline_dice:.3f}" if baseline_dice is not None else "")
-            + f"; {time.perf_counter() - started:.0f} s so far")
+            + f"; {time.perf_counter() - started:.0f} s so far"
+        )
     return run
 
 
 def _main_run(run: DatasetRun, case: Case, ldseg: Segmenter, settings: Settings) -> float:
     t0 = time.perf_counter()
-    result = ldseg.segment(case.path, samples=settings.samples, steps=run.main_steps, sampler="ddim",
-                           seed=settings.seed)
+    result = ldseg.segment(
+        case.path, samples=settings.samples, steps=run.main_steps, sampler="ddim", seed=settings.seed
+    )
     run.add_time("LDSeg main run", time.perf_counter() - t0)
     t1 = time.perf_counter()
     config = ldseg.config
@@ -165,13 +168,15 @@ def _main_run(run: DatasetRun, case: Case, ldseg: Segmenter, settings: Settings)
     run.ldseg_rows.append(row)
     wrong = error_mask(result.classes, case.ref)
     run.pooled_auroc.add(result.sd, wrong)
-    run.uncertainty_rows.append({
-        "case": case.name,
-        "auroc_sd_wrong": roc_auc(result.sd, wrong),
-        "wrong_fraction": float(wrong.mean()),
-        "mean_sd": float(result.sd.mean()),
-        "dice_mean_of_samples": row["dice_mean"],
-    })
+    run.uncertainty_rows.append(
+        {
+            "case": case.name,
+            "auroc_sd_wrong": roc_auc(result.sd, wrong),
+            "wrong_fraction": float(wrong.mean()),
+            "mean_sd": float(result.sd.mean()),
+            "dice_mean_of_samples": row["dice_mean"],
+        }
+    )
     run.add_time("metrics", time.perf_counter() - t1)
     return row["dice_mean"]
 
@@ -184,13 +189,19 @@ def _step_runs(run: DatasetRun, case: Case, ldseg: Segmenter, settings: Settings
         if variant.slow and case.index >= settings.slow_cases:
             continue
         t0 = time.perf_counter()
-        result = ldseg.segment(case.path, samples=1, steps=variant.steps, sampler=variant.sampler,
-                               seed=settings.seed)
+        result = ldseg.segment(case.path, samples=1, steps=variant.steps, sampler=variant.sampler, seed=settings.seed)
         run.add_time(f"steps: {variant.label}", time.perf_counter() - t0)
         dice = mean_foreground_dice(result.classes, case.ref, num_classes)
-        run.step_rows.append({"case": case.name, "variant": variant.label, "sampler": variant.sampler,
-                              "steps": variant.steps, "dice_mean": dice,
-                              "seconds": result.seconds["total"]})
+        run.step_rows.append(
+            {
+                "case": case.name,
+                "variant": variant.label,
+                "sampler": variant.sampler,
+                "steps": variant.steps,
+                "dice_mean": dice,
+                "seconds": result.seconds["total"],
+            }
+        )
         if variant == run.single_variant:
             single = dice
     return single
@@ -227,8 +238,9 @@ def _noise_runs(run, case, ldseg, baseline, settings, main_dice, baseline_dice) 
             # as in the clean runs: LDSeg with N samples, the baseline with one
             # (a Res-UNet ignores samples, steps and sampler: one forward pass)
             samples = settings.samples if name == "ldseg" else 1
-            result = segmenter.segment(noisy_image, samples=samples, steps=run.main_steps, sampler="ddim",
-                                       seed=settings.seed)
+            result = segmenter.segment(
+                noisy_image, samples=samples, steps=run.main_steps, sampler="ddim", seed=settings.seed
+            )
             run.add_time(f"noise: {name}", time.perf_counter() - t0)
             dice = mean_foreground_dice(result.classes, case.ref, segmenter.config.num_classes)
             run.noise_rows.append({"case": case.name, "model": name, "sigma": float(sigma), "dice_mean": dice})
@@ -240,7 +252,14 @@ def example_case(run: DatasetRun, pairs: list[CasePair], ldseg: Segmenter, setti
     order = sorted(range(len(run.ldseg_rows)), key=lambda i: run.ldseg_rows[i]["dice_mean"])
     index = order[(len(order) - 1) // 2]
     case = load_case(index, pairs[index], ldseg.config)
-    result = ldseg.segment(case.path, samples=settings.samples, steps=run.main_steps, sampler="ddim",
-                           seed=settings.seed)
-    return ExampleCase(name=case.name, dice=run.ldseg_rows[index]["dice_mean"], image=case.image.array,
-                       ref=case.ref, pred=result.classes, sd=result.sd)
+    result = ldseg.segment(
+        case.path, samples=settings.samples, steps=run.main_steps, sampler="ddim", seed=settings.seed
+    )
+    return ExampleCase(
+        name=case.name,
+        dice=run.ldseg_rows[index]["dice_mean"],
+        image=case.image.array,
+        ref=case.ref,
+        pred=result.classes,
+        sd=result.sd,
+    )

@@ -18,8 +18,15 @@ def stats(values) -> dict:
     """summarize()'s statistics of one list of numbers."""
     values = list(values)
     if not values:
-        return {"mean": math.nan, "sd": math.nan, "median": math.nan, "ci95_low": math.nan,
-                "ci95_high": math.nan, "n": 0, "n_inf": 0}
+        return {
+            "mean": math.nan,
+            "sd": math.nan,
+            "median": math.nan,
+            "ci95_low": math.nan,
+            "ci95_high": math.nan,
+            "n": 0,
+            "n_inf": 0,
+        }
     return summarize([{"value": v} for v in values])["value"]
 
 
@@ -47,14 +54,19 @@ def steps_summary(run: DatasetRun, cases: list[str] | None = None) -> list[dict]
         rows = [r for r in run.step_rows if r["variant"] == variant.label and r["case"] in wanted]
         cases = {r["case"] for r in rows}
         ref_rows = [r for r in run.step_rows if r["variant"] == reference and r["case"] in cases]
-        out.append({
-            "variant": variant.label, "sampler": variant.sampler, "steps": variant.steps,
-            "cases": len(rows), "subset": len(rows) < len(wanted),
-            "dice": stats(_column(rows, "dice_mean")),
-            "seconds": stats(_column(rows, "seconds")),
-            "reference_variant": reference,
-            "reference_dice_same_cases": stats(_column(ref_rows, "dice_mean")),
-        })
+        out.append(
+            {
+                "variant": variant.label,
+                "sampler": variant.sampler,
+                "steps": variant.steps,
+                "cases": len(rows),
+                "subset": len(rows) < len(wanted),
+                "dice": stats(_column(rows, "dice_mean")),
+                "seconds": stats(_column(rows, "seconds")),
+                "reference_variant": reference,
+                "reference_dice_same_cases": stats(_column(ref_rows, "dice_mean")),
+            }
+        )
     return out
 
 
@@ -66,13 +78,18 @@ def noise_summary(run: DatasetRun) -> dict:
         sigmas = sorted({r["sigma"] for r in rows})
         levels = [{"sigma": s, "dice": stats(r["dice_mean"] for r in rows if r["sigma"] == s)} for s in sigmas]
         by_sigma = {lv["sigma"]: lv["dice"]["mean"] for lv in levels}
-        loss = (by_sigma[0.0] - by_sigma[ROBUSTNESS_SIGMA]
-                if 0.0 in by_sigma and ROBUSTNESS_SIGMA in by_sigma else math.nan)
+        loss = (
+            by_sigma[0.0] - by_sigma[ROBUSTNESS_SIGMA] if 0.0 in by_sigma and ROBUSTNESS_SIGMA in by_sigma else math.nan
+        )
         # per case loss, for its spread
         clean = {r["case"]: r["dice_mean"] for r in rows if r["sigma"] == 0.0}
         noisy = {r["case"]: r["dice_mean"] for r in rows if r["sigma"] == ROBUSTNESS_SIGMA}
-        out[model] = {"levels": levels, "dice_lost_at_sigma": ROBUSTNESS_SIGMA, "dice_lost": loss,
-                      "dice_lost_per_case": stats(clean[c] - noisy[c] for c in clean if c in noisy)}
+        out[model] = {
+            "levels": levels,
+            "dice_lost_at_sigma": ROBUSTNESS_SIGMA,
+            "dice_lost": loss,
+            "dice_lost_per_case": stats(clean[c] - noisy[c] for c in clean if c in noisy),
+        }
     return out
 
 
@@ -121,8 +138,7 @@ def dataset_targets(spec, summary: dict | None, skip_reason: str, subset_note: s
 
     if summary is None:
         add(spec.dice_target_text, None, None, skip_reason)
-        add(f"{spec.key}: at σ = {ROBUSTNESS_SIGMA} LDSeg loses less Dice than the Res-UNet", None, None,
-            skip_reason)
+        add(f"{spec.key}: at σ = {ROBUSTNESS_SIGMA} LDSeg loses less Dice than the Res-UNet", None, None, skip_reason)
         add(f"{spec.key}: SD AUROC for wrong voxels ≥ {SD_AUROC_TARGET}", None, None, skip_reason)
         return targets
 

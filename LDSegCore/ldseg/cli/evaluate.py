@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.dataset import find_pairs
+from ..data.preprocess import labels_to_classes
 from ..errors import InputError
 from ..evaluation.cases import evaluate_case, format_summary, summarize, write_json, write_table_csv
-from ..io.images import read_label
 from ..inference.segmenter import Segmenter
-from ..data.preprocess import labels_to_classes
+from ..io.images import read_label
 from ..progress import Progress
 
 
@@ -26,8 +26,9 @@ def run_evaluation(args, progress: Progress) -> int:
     rows = []
     for i, pair in enumerate(pairs):
         progress("evaluate", i / len(pairs), f"{pair.name} ({i + 1}/{len(pairs)})")
-        result = segmenter.segment(pair.image, samples=args.samples, steps=args.steps, sampler=args.sampler,
-                                   seed=args.seed)
+        result = segmenter.segment(
+            pair.image, samples=args.samples, steps=args.steps, sampler=args.sampler, seed=args.seed
+        )
         labels, geometry = read_label(pair.label)
         ref = labels_to_classes(labels, config.preprocessing, pair.label.name)
         row = evaluate_case(pair.name, result.classes, ref, geometry.spacing, list(config.class_names))
@@ -38,14 +39,23 @@ def run_evaluation(args, progress: Progress) -> int:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         from ..errors import OutputError
+
         raise OutputError(f"{output}: cannot create the output folder ({e.strerror})") from None
     write_table_csv(rows, output / "cases.csv")
     # what actually ran: a deterministic baseline takes one pass, no sampling steps
-    samples, steps = ((args.samples, args.steps or config.diffusion.sampling_steps) if config.uses_diffusion
-                      else (1, 0))
-    write_json({"model": str(segmenter.model_path), "dataset": str(args.dataset), "cases": len(rows),
-                "architecture": config.architecture, "samples": samples, "steps": steps,
-                "summary": summary}, output / "summary.json")
+    samples, steps = (args.samples, args.steps or config.diffusion.sampling_steps) if config.uses_diffusion else (1, 0)
+    write_json(
+        {
+            "model": str(segmenter.model_path),
+            "dataset": str(args.dataset),
+            "cases": len(rows),
+            "architecture": config.architecture,
+            "samples": samples,
+            "steps": steps,
+            "summary": summary,
+        },
+        output / "summary.json",
+    )
     progress("done", 1.0, f"evaluated {len(rows)} cases; wrote {output}/cases.csv and summary.json")
     print(format_summary(summary))
     return 0

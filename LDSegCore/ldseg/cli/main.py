@@ -25,6 +25,7 @@ EXIT_USER, EXIT_INTERNAL, EXIT_CANCELLED = 2, 1, 130
 
 # -- output staging ------------------------------------------------------------
 
+
 def check_output_folder(folder: Path) -> None:
     """Fail before any work if ``folder`` cannot be created or written."""
     folder = Path(folder).absolute()
@@ -77,10 +78,12 @@ class OutputFolder:
 
 # -- commands --------------------------------------------------------------------
 
+
 def _output_format(image_path: Path, requested: str | None) -> str:
     if requested:
         return requested
     from ..io.images import split_extension
+
     ext = split_extension(image_path)[1].lower()
     return "nifti" if ext in (".nii", ".nii.gz") else "nrrd"
 
@@ -92,59 +95,94 @@ ARCHITECTURE_NAMES = {"ldseg": "LDSeg (latent diffusion)", "resunet": "Res-UNet 
 
 
 def cmd_segment(args, progress: Progress) -> int:
-    from ..io.images import read_image, split_extension, write_image, write_segmentation_nrrd
-    from ..inference.segmenter import Segmenter
     from ..data.preprocess import check_image
-    from ..io.preview import save_preview_png
     from ..inference.restore import DEFAULT_RESTORE_BUDGET
+    from ..inference.segmenter import Segmenter
+    from ..io.images import read_image, split_extension, write_image, write_segmentation_nrrd
+    from ..io.preview import save_preview_png
 
     if not args.memory_budget > 0:
         raise LDSegError("--memory-budget must be a positive number of gigabytes")
     image_path = Path(args.image)
     check_output_folder(Path(args.output))
-    image = read_image(image_path)                       # bad input fails before anything is written
+    image = read_image(image_path)  # bad input fails before anything is written
     budget = args.memory_budget * 1e9
-    segmenter = Segmenter(args.model, device=args.device, precision=args.precision, memory_budget=budget,
-                          restore_budget=min(budget, DEFAULT_RESTORE_BUDGET), compile=args.compile,
-                          on_warning=progress.info)
+    segmenter = Segmenter(
+        args.model,
+        device=args.device,
+        precision=args.precision,
+        memory_budget=budget,
+        restore_budget=min(budget, DEFAULT_RESTORE_BUDGET),
+        compile=args.compile,
+        on_warning=progress.info,
+    )
     check_image(image, segmenter.config.preprocessing)
-    progress.info(f"model {segmenter.model_path.name} on {segmenter.device_description}"
-                  + ("" if segmenter.device.type == "cuda" else " (no GPU in use: CPU run)"))
-    result = segmenter.segment(image, samples=args.samples, steps=args.steps, sampler=args.sampler,
-                               eta=args.eta, seed=args.seed, progress=progress)
+    progress.info(
+        f"model {segmenter.model_path.name} on {segmenter.device_description}"
+        + ("" if segmenter.device.type == "cuda" else " (no GPU in use: CPU run)")
+    )
+    result = segmenter.segment(
+        image,
+        samples=args.samples,
+        steps=args.steps,
+        sampler=args.sampler,
+        eta=args.eta,
+        seed=args.seed,
+        progress=progress,
+    )
     fmt = _output_format(image_path, args.format)
     stem = split_extension(image_path)[0]
     ext = _EXT[fmt]
-    volume_ext = _EXT["nifti" if fmt == "nifti" else "nrrd"]     # SD and probabilities: never .seg.nrrd
+    volume_ext = _EXT["nifti" if fmt == "nifti" else "nrrd"]  # SD and probabilities: never .seg.nrrd
     config = segmenter.config
     progress("write", 0.95, f"writing results to {args.output}")
     with OutputFolder(Path(args.output), [image_path, segmenter.model_path]) as out:
-        files = {"labels": f"{stem}_labels{ext}", "sd": f"{stem}_sd{volume_ext}",
-                 "preview": f"{stem}_preview.png", "result": f"{stem}_result.json"}
+        files = {
+            "labels": f"{stem}_labels{ext}",
+            "sd": f"{stem}_sd{volume_ext}",
+            "preview": f"{stem}_preview.png",
+            "result": f"{stem}_result.json",
+        }
         if args.probabilities:
             files["probabilities"] = f"{stem}_probabilities{volume_ext}"
         if fmt == "seg.nrrd":
-            segments = [{"name": n, "color": c, "label_value": int(v)} for n, c, v in
-                        zip(config.class_names[1:], config.class_colors[1:],
-                            config.preprocessing.label_values[1:])]
+            segments = [
+                {"name": n, "color": c, "label_value": int(v)}
+                for n, c, v in zip(
+                    config.class_names[1:], config.class_colors[1:], config.preprocessing.label_values[1:]
+                )
+            ]
             write_segmentation_nrrd(result.labels, result.geometry, out.path(files["labels"]), segments)
         else:
             write_image(result.labels, result.geometry, out.path(files["labels"]), reference_path=image_path)
         write_image(result.sd, result.geometry, out.path(files["sd"]), reference_path=image_path)
         if args.probabilities:
-            write_image(result.probabilities, result.geometry, out.path(files["probabilities"]),
-                        reference_path=image_path)
-        save_preview_png(image.array, result.classes, result.sd if result.samples > 1 else None,
-                         list(config.class_colors), out.path(files["preview"]),
-                         title=f"{config.title or config.name}: {image_path.name}")
+            write_image(
+                result.probabilities, result.geometry, out.path(files["probabilities"]), reference_path=image_path
+            )
+        save_preview_png(
+            image.array,
+            result.classes,
+            result.sd if result.samples > 1 else None,
+            list(config.class_colors),
+            out.path(files["preview"]),
+            title=f"{config.title or config.name}: {image_path.name}",
+        )
         manifest = {
-            "input": str(image_path), "model": str(segmenter.model_path), "device": result.device,
-            "architecture": config.architecture, "precision": result.precision,
-            "samples": result.samples, "steps": result.steps, "sampler": result.sampler,
-            "seed": args.seed, "seconds": result.seconds.get("total"), "timings": result.seconds,
+            "input": str(image_path),
+            "model": str(segmenter.model_path),
+            "device": result.device,
+            "architecture": config.architecture,
+            "precision": result.precision,
+            "samples": result.samples,
+            "steps": result.steps,
+            "sampler": result.sampler,
+            "seed": args.seed,
+            "seconds": result.seconds.get("total"),
+            "timings": result.seconds,
             "classes": config.summary()["classes"],
             "files": {k: str(out.final(v)) for k, v in files.items() if k != "result"}
-                     | {"probabilities": str(out.final(files["probabilities"])) if args.probabilities else None},
+            | {"probabilities": str(out.final(files["probabilities"])) if args.probabilities else None},
             "engine_version": __version__,
         }
         if result.note:
@@ -158,15 +196,21 @@ def cmd_segment(args, progress: Progress) -> int:
 
 
 def cmd_info(args, progress: Progress) -> int:
-    from ..io.models import resolve_model
     from ..io.modelfile import read_config
+    from ..io.models import resolve_model
     from ..nn import build_network
     from ..nn.ldseg_net import count_parameters
+
     path = resolve_model(args.model)
     config = read_config(path)
-    info = {**config.summary(), "path": str(path), "parameters": count_parameters(build_network(config)),
-            "preprocessing": config.preprocessing.to_dict(), "network": config.to_dict()["network"],
-            "diffusion": config.to_dict()["diffusion"]}
+    info = {
+        **config.summary(),
+        "path": str(path),
+        "parameters": count_parameters(build_network(config)),
+        "preprocessing": config.preprocessing.to_dict(),
+        "network": config.to_dict()["network"],
+        "diffusion": config.to_dict()["diffusion"],
+    }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -178,19 +222,24 @@ def cmd_info(args, progress: Progress) -> int:
     print(f"  grid {' x '.join(map(str, info['grid']))}, {info['parameters']:,} parameters")
     print("  classes: " + ", ".join(f"{c['name']} (label {c['label_value']})" for c in info["classes"]))
     if config.uses_diffusion:
-        print(f"  sampling: {info['sampler']} K={info['sampling_steps']}, schedule {info['diffusion']['schedule']} "
-              f"T={info['diffusion']['steps']}")
+        print(
+            f"  sampling: {info['sampler']} K={info['sampling_steps']}, schedule {info['diffusion']['schedule']} "
+            f"T={info['diffusion']['steps']}"
+        )
     else:
         print("  sampling: none (one forward pass; no uncertainty map)")
     if info["training"]:
         t = info["training"]
-        print(f"  trained: {t.get('epochs')} epochs, best validation Dice {t.get('best_val_dice')} "
-              f"(epoch {t.get('best_epoch')}), {t.get('train_cases')} training cases")
+        print(
+            f"  trained: {t.get('epochs')} epochs, best validation Dice {t.get('best_val_dice')} "
+            f"(epoch {t.get('best_epoch')}), {t.get('train_cases')} training cases"
+        )
     return 0
 
 
 def cmd_models(args, progress: Progress) -> int:
     from ..io.models import list_models, user_model_dir
+
     models = list_models()
     if args.json:
         print(json.dumps(models, indent=2))
@@ -205,29 +254,41 @@ def cmd_models(args, progress: Progress) -> int:
 
 def cmd_train(args, progress: Progress) -> int:
     from .train import run_training
+
     return run_training(args, progress)
 
 
 def cmd_evaluate(args, progress: Progress) -> int:
     from .evaluate import run_evaluation
+
     return run_evaluation(args, progress)
 
 
 # -- parser ----------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ldseg", description="LDSeg: latent diffusion segmentation "
-                                "with per-voxel uncertainty.")
+    p = argparse.ArgumentParser(
+        prog="ldseg", description="LDSeg: latent diffusion segmentation with per-voxel uncertainty."
+    )
     p.add_argument("--version", action="version", version=f"ldseg {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp, device=True):
-        sp.add_argument("--progress", choices=MODES, default="bar",
-                        help="progress on stderr: a bar, JSON lines (for programs), or none")
+        sp.add_argument(
+            "--progress",
+            choices=MODES,
+            default="bar",
+            help="progress on stderr: a bar, JSON lines (for programs), or none",
+        )
         if device:
             sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-            sp.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                            help="bf16 autocast where the hardware supports it (auto), or force one")
+            sp.add_argument(
+                "--precision",
+                default="auto",
+                choices=("auto", "fp32", "bf16"),
+                help="bf16 autocast where the hardware supports it (auto), or force one",
+            )
 
     s = sub.add_parser("segment", help="segment an image; writes labels, SD map, probabilities, preview")
     s.add_argument("image", help="image file (PNG/TIFF/JPEG, NIfTI, NRRD, MHA) or DICOM series folder")
@@ -238,16 +299,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", choices=("ddim", "ddpm", "single"), default=None)
     s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic steps)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--format", choices=tuple(_EXT), default=None,
-                   help="output format (default: NIfTI for NIfTI input, else NRRD)")
-    s.add_argument("--probabilities", action=argparse.BooleanOptionalAction, default=True,
-                   help="write the mean class probabilities (default: yes)")
-    s.add_argument("--memory-budget", type=float, default=2.0, metavar="GB",
-                   help="memory for one batch of samples (default 2 GB); results are resampled to the "
-                        "input grid in slabs of at most min(this, 0.25 GB)")
-    s.add_argument("--compile", action="store_true",
-                   help="torch.compile the denoiser (slow start; pays on GPUs with many steps; falls back "
-                        "to uncompiled with a warning if compiling fails)")
+    s.add_argument(
+        "--format", choices=tuple(_EXT), default=None, help="output format (default: NIfTI for NIfTI input, else NRRD)"
+    )
+    s.add_argument(
+        "--probabilities",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the mean class probabilities (default: yes)",
+    )
+    s.add_argument(
+        "--memory-budget",
+        type=float,
+        default=2.0,
+        metavar="GB",
+        help="memory for one batch of samples (default 2 GB); results are resampled to the "
+        "input grid in slabs of at most min(this, 0.25 GB)",
+    )
+    s.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the denoiser (slow start; pays on GPUs with many steps; falls back "
+        "to uncompiled with a warning if compiling fails)",
+    )
     common(s)
     s.set_defaults(func=cmd_segment)
 
@@ -256,12 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     t.add_argument("--init", help="start from this model (fine-tuning)")
     t.add_argument("--size", default="small", help="network size for a new model: tiny, small, paper")
-    t.add_argument("--downsamplings", type=int,
-                   help="2x down-samplings in the encoders, i.e. latent = grid / 2^N "
-                        "(default: the size's; fewer keep small structures' detail)")
-    t.add_argument("--architecture", choices=tuple(ARCHITECTURE_NAMES), default=None,
-                   help="ldseg (default), or the deterministic Res-UNet baseline of the same sizes "
-                        "(with --init: the init model's)")
+    t.add_argument(
+        "--downsamplings",
+        type=int,
+        help="2x down-samplings in the encoders, i.e. latent = grid / 2^N "
+        "(default: the size's; fewer keep small structures' detail)",
+    )
+    t.add_argument(
+        "--architecture",
+        choices=tuple(ARCHITECTURE_NAMES),
+        default=None,
+        help="ldseg (default), or the deterministic Res-UNet baseline of the same sizes "
+        "(with --init: the init model's)",
+    )
     t.add_argument("--grid", type=int, nargs="+", help="model grid (numpy order, e.g. z y x)")
     t.add_argument("--class-names", nargs="+", help="class names, background first")
     t.add_argument("--label-values", type=int, nargs="+", help="label value of each class, 0 first")

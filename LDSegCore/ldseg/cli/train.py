@@ -11,12 +11,12 @@ import torch.distributed as dist
 from ..config import DiffusionConfig, ModelConfig
 from ..data.dataset import SegmentationDataset, find_pairs, split_cases
 from ..device import resolve_device
-from ..io.atomic import write_bytes_atomic
 from ..errors import InputError, OutputError
+from ..io.atomic import write_bytes_atomic
 from ..io.modelfile import load_model_file
 from ..io.models import resolve_model
-from ..training.presets import config_for_dataset, model_name_from
 from ..progress import Progress
+from ..training.presets import config_for_dataset, model_name_from
 from ..training.trainer import BEST_MODEL, CHECKPOINT, LAST_MODEL, Trainer, TrainOptions
 
 
@@ -31,27 +31,46 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
     architecture = args.architecture
     if not args.init:
         diffusion = DiffusionConfig(schedule=args.schedule, decoder_input=args.decoder_input)
-        config = config_for_dataset(pairs, size=args.size, grid=args.grid, class_names=args.class_names,
-                                    label_values=args.label_values, intensity=args.intensity, name=name,
-                                    modality=args.modality, diffusion=diffusion,
-                                    architecture=architecture or "ldseg", downsamplings=args.downsamplings)
+        config = config_for_dataset(
+            pairs,
+            size=args.size,
+            grid=args.grid,
+            class_names=args.class_names,
+            label_values=args.label_values,
+            intensity=args.intensity,
+            name=name,
+            modality=args.modality,
+            diffusion=diffusion,
+            architecture=architecture or "ldseg",
+            downsamplings=args.downsamplings,
+        )
         config.title, config.description = args.title or name, args.description
         return config, None
     init_path = resolve_model(args.init)
     base, state = load_model_file(init_path)
     if architecture and architecture != base.architecture:
-        raise InputError(f"{init_path.name} is a {base.architecture} model; it cannot start "
-                         f"a {architecture} model (leave out --architecture or --init)")
-    same_classes = ((not args.class_names or tuple(args.class_names) == base.class_names)
-                    and (not args.label_values or tuple(args.label_values) == base.preprocessing.label_values))
+        raise InputError(
+            f"{init_path.name} is a {base.architecture} model; it cannot start "
+            f"a {architecture} model (leave out --architecture or --init)"
+        )
+    same_classes = (not args.class_names or tuple(args.class_names) == base.class_names) and (
+        not args.label_values or tuple(args.label_values) == base.preprocessing.label_values
+    )
     if same_classes:
         config = base
-    else:   # a new task: other classes, the init model's networks where they fit
-        config = config_for_dataset(pairs, size="paper", grid=args.grid or base.preprocessing.grid,
-                                    class_names=args.class_names, label_values=args.label_values,
-                                    intensity=base.preprocessing.intensity, name=name,
-                                    modality=args.modality or base.modality, diffusion=base.diffusion,
-                                    architecture=base.architecture)
+    else:  # a new task: other classes, the init model's networks where they fit
+        config = config_for_dataset(
+            pairs,
+            size="paper",
+            grid=args.grid or base.preprocessing.grid,
+            class_names=args.class_names,
+            label_values=args.label_values,
+            intensity=base.preprocessing.intensity,
+            name=name,
+            modality=args.modality or base.modality,
+            diffusion=base.diffusion,
+            architecture=base.architecture,
+        )
         config.network = base.network
         config.validate()
     config.name = name
@@ -75,38 +94,67 @@ def run_training(args, progress: Progress) -> int:
 
     pairs = find_pairs(Path(args.dataset))
     if args.cases:
-        pairs = pairs[:args.cases]
+        pairs = pairs[: args.cases]
     train_pairs, val_pairs = split_cases(pairs, args.val_fraction) if args.val_fraction > 0 else (pairs, [])
     config, init_state = _config(args, pairs)
 
     run_dir = Path(args.run_dir) if args.run_dir else output.with_suffix(".run")
     if (run_dir / CHECKPOINT).exists() and not args.resume:
-        raise OutputError(f"{run_dir}: holds an earlier run; pass --resume to continue it or choose "
-                          "another --run-dir")
-    load = lambda f, m: progress("load", 0.05 * f, m) if rank == 0 else None
+        raise OutputError(f"{run_dir}: holds an earlier run; pass --resume to continue it or choose another --run-dir")
+
+    def load(f, m):
+        return progress("load", 0.05 * f, m) if rank == 0 else None
+
     train_set = SegmentationDataset(train_pairs, config.preprocessing, progress=load)
     val_set = SegmentationDataset(val_pairs, config.preprocessing) if val_pairs else None
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                           gamma=args.gamma, lam=args.lam, latent_l1=args.latent_l1, ema_decay=args.ema_decay,
-                           augment=args.augment, seed=args.seed, precision=args.precision,
-                           validate_every=args.validate_every)
-    config.training = {**config.training, "dataset": str(Path(args.dataset).resolve().name),
-                       "train_names": [p.name for p in train_pairs], "val_names": [p.name for p in val_pairs]}
-    try:    # only now: bad data must leave nothing behind
+    options = TrainOptions(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_decay=args.lr_decay,
+        gamma=args.gamma,
+        lam=args.lam,
+        latent_l1=args.latent_l1,
+        ema_decay=args.ema_decay,
+        augment=args.augment,
+        seed=args.seed,
+        precision=args.precision,
+        validate_every=args.validate_every,
+    )
+    config.training = {
+        **config.training,
+        "dataset": str(Path(args.dataset).resolve().name),
+        "train_names": [p.name for p in train_pairs],
+        "val_names": [p.name for p in val_pairs],
+    }
+    try:  # only now: bad data must leave nothing behind
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
-    trainer = Trainer(config, train_set, val_set, options, run_dir, device, init_state=init_state,
-                      progress=progress if rank == 0 else (lambda *a, **k: None))
+    trainer = Trainer(
+        config,
+        train_set,
+        val_set,
+        options,
+        run_dir,
+        device,
+        init_state=init_state,
+        progress=progress if rank == 0 else (lambda *a, **k: None),
+    )
     if args.resume and trainer.resume() and rank == 0:
         progress.info(f"resuming {run_dir} after epoch {trainer.epoch}")
     trainer.fit()
     if rank == 0:
         source = run_dir / (BEST_MODEL if (run_dir / BEST_MODEL).exists() else LAST_MODEL)
         write_bytes_atomic(output, source.read_bytes())
-        progress("done", 1.0, f"wrote {output} (best epoch {trainer.best_epoch}, "
-                 f"validation Dice {trainer.best_dice:.3f})" if trainer.best_dice >= 0 else f"wrote {output}",
-                 model=str(output))
+        progress(
+            "done",
+            1.0,
+            f"wrote {output} (best epoch {trainer.best_epoch}, validation Dice {trainer.best_dice:.3f})"
+            if trainer.best_dice >= 0
+            else f"wrote {output}",
+            model=str(output),
+        )
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

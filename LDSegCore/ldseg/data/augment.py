@@ -30,10 +30,7 @@ def random_flip(
     """
     batch, spatial = images.shape[0], images.dim() - 2
     if tuple(labels.shape) != (batch, *images.shape[2:]):
-        raise ValueError(
-            f"labels {tuple(labels.shape)} do not match images "
-            f"{tuple(images.shape)}"
-        )
+        raise ValueError(f"labels {tuple(labels.shape)} do not match images {tuple(images.shape)}")
     flips = (_uniform((batch, spatial), generator) < p).to(images.device)
     for axis in range(spatial):
         mask = flips[:, axis]

@@ -71,8 +71,7 @@ def _index_folder(folder: Path) -> dict[str, Path]:
         name = split_extension(entry)[0]
         if name in index:
             raise InputError(
-                f"{folder.name}/: two files are named '{name}' "
-                f"({index[name].name}, {entry.name}); keep one"
+                f"{folder.name}/: two files are named '{name}' ({index[name].name}, {entry.name}); keep one"
             )
         index[name] = entry
     return index
@@ -87,32 +86,25 @@ def find_pairs(folder) -> list[CasePair]:
     for part in ("images", "labels"):
         sub[part] = folder / part
         if not sub[part].is_dir():
-            raise InputError(
-                f"{folder.name}: has no '{part}' folder (a data "
-                "set folder needs images/ and labels/)"
-            )
+            raise InputError(f"{folder.name}: has no '{part}' folder (a data set folder needs images/ and labels/)")
     images = _index_folder(sub["images"])
     labels = _index_folder(sub["labels"])
     no_label = set(images) - set(labels)
     no_image = set(labels) - set(images)
     if no_label:
         raise InputError(
-            f"{folder.name}: images without a label in labels/: "
-            f"{_name_list([images[n].name for n in no_label])}"
+            f"{folder.name}: images without a label in labels/: {_name_list([images[n].name for n in no_label])}"
         )
     if no_image:
         raise InputError(
-            f"{folder.name}: labels without an image in images/: "
-            f"{_name_list([labels[n].name for n in no_image])}"
+            f"{folder.name}: labels without an image in images/: {_name_list([labels[n].name for n in no_image])}"
         )
     if not images:
         raise InputError(f"{folder.name}: no images found in images/")
     return [CasePair(n, images[n], labels[n]) for n in sorted(images)]
 
 
-def split_cases(
-    pairs: Sequence[CasePair], val_fraction: float = 0.2
-) -> tuple[list[CasePair], list[CasePair]]:
+def split_cases(pairs: Sequence[CasePair], val_fraction: float = 0.2) -> tuple[list[CasePair], list[CasePair]]:
     """Fixed train/validation split.
 
     Cases are sorted by name (plain string order) and the last
@@ -171,9 +163,7 @@ class SegmentationDataset(Dataset):
         image = read_image(pair.image)
         labels, label_geometry = read_label(pair.label)
         check_image(image, self.pre)
-        self._check_pair(
-            pair, image.spatial_shape, image.geometry, labels, label_geometry
-        )
+        self._check_pair(pair, image.spatial_shape, image.geometry, labels, label_geometry)
         self._images.append(prepare_image(image, self.pre))
         self._labels.append(prepare_label(labels, self.pre, str(pair.label)))
         self.names.append(pair.name)
@@ -195,8 +185,7 @@ class SegmentationDataset(Dataset):
         image_name = f"{pair.image.parent.name}/{pair.image.name}"
         if tuple(labels.shape) != tuple(shape):
             raise InputError(
-                f"{name}: label size {_size(labels.shape)} differs from "
-                f"image {image_name} size {_size(shape)}"
+                f"{name}: label size {_size(labels.shape)} differs from image {image_name} size {_size(shape)}"
             )
         if not label_geometry.matches(geometry, tol=_GEOMETRY_TOLERANCE):
             raise InputError(
@@ -206,10 +195,7 @@ class SegmentationDataset(Dataset):
             )
         classes = labels_to_classes(labels, self.pre, name)
         if self.require_foreground and not np.any(classes):
-            raise InputError(
-                f"{name}: label contains no foreground (only "
-                "background); remove the case or label it"
-            )
+            raise InputError(f"{name}: label contains no foreground (only background); remove the case or label it")
 
     def __len__(self) -> int:
         return len(self._images)

@@ -82,37 +82,17 @@ class Preprocessing:
         if not _is_int(self.dims) or self.dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, not {self.dims!r}")
         if not _is_int(self.channels) or self.channels < 1:
-            raise ValueError(
-                f"channels must be a positive integer, not {self.channels!r}"
-            )
-        if len(self.grid) != self.dims or not all(
-            _is_int(s) and s >= 2 for s in self.grid
-        ):
-            raise ValueError(
-                f"grid must be {self.dims} integers >= 2, "
-                f"not {self.grid!r}"
-            )
+            raise ValueError(f"channels must be a positive integer, not {self.channels!r}")
+        if len(self.grid) != self.dims or not all(_is_int(s) and s >= 2 for s in self.grid):
+            raise ValueError(f"grid must be {self.dims} integers >= 2, not {self.grid!r}")
         if self.intensity not in INTENSITY_METHODS:
-            raise ValueError(
-                f"intensity must be one of {INTENSITY_METHODS}, "
-                f"not {self.intensity!r}"
-            )
+            raise ValueError(f"intensity must be one of {INTENSITY_METHODS}, not {self.intensity!r}")
         low_high = self.percentiles
-        if (
-            len(low_high) != 2
-            or not all(_is_number(p) for p in low_high)
-            or not 0 <= low_high[0] < low_high[1] <= 100
-        ):
-            raise ValueError(
-                "percentiles must be two numbers 0 <= low < "
-                f"high <= 100, not {low_high!r}"
-            )
+        if len(low_high) != 2 or not all(_is_number(p) for p in low_high) or not 0 <= low_high[0] < low_high[1] <= 100:
+            raise ValueError(f"percentiles must be two numbers 0 <= low < high <= 100, not {low_high!r}")
         values = self.label_values
         if len(values) < 2 or not all(_is_int(v) for v in values):
-            raise ValueError(
-                "label_values must list at least two integers "
-                f"(background first), not {values!r}"
-            )
+            raise ValueError(f"label_values must list at least two integers (background first), not {values!r}")
         if len(set(values)) != len(values):
             raise ValueError(f"label_values must be unique, not {values!r}")
 
@@ -136,9 +116,7 @@ class Preprocessing:
     def from_dict(cls, d) -> "Preprocessing":
         """Build from :meth:`to_dict` output; ValueError if invalid."""
         if not isinstance(d, dict):
-            raise ValueError(
-                f"preprocessing must be a dict, not {type(d).__name__}"
-            )
+            raise ValueError(f"preprocessing must be a dict, not {type(d).__name__}")
         required = {"dims", "channels", "grid"}
         known = required | {"intensity", "percentiles", "label_values"}
         missing = required - set(d)
@@ -146,16 +124,12 @@ class Preprocessing:
             raise ValueError(f"preprocessing lacks {sorted(missing)}")
         unknown = set(d) - known
         if unknown:
-            raise ValueError(
-                f"preprocessing has unknown keys {sorted(unknown)}"
-            )
+            raise ValueError(f"preprocessing has unknown keys {sorted(unknown)}")
         kwargs = dict(d)
         for key in ("grid", "percentiles", "label_values"):
             if key in kwargs:
                 if not isinstance(kwargs[key], (list, tuple)):
-                    raise ValueError(
-                        f"{key} must be a list, not " f"{kwargs[key]!r}"
-                    )
+                    raise ValueError(f"{key} must be a list, not {kwargs[key]!r}")
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
 
@@ -186,31 +160,20 @@ def check_image(image: MedicalImage, pre: Preprocessing) -> None:
         hint = ""
         if image.dims == 3 and 1 in image.spatial_shape:
             hint = " (it is a single-slice volume)"
-        raise InputError(
-            f"{name}: is {image.dims}D{hint} but the model "
-            f"expects {pre.dims}D images"
-        )
+        raise InputError(f"{name}: is {image.dims}D{hint} but the model expects {pre.dims}D images")
     if image.channels != pre.channels:
         raise InputError(
-            f"{name}: has {_channel_text(image.channels)} but "
-            f"the model expects {_channel_text(pre.channels)} "
-            "images"
+            f"{name}: has {_channel_text(image.channels)} but the model expects {_channel_text(pre.channels)} images"
         )
     shape = image.spatial_shape
     if min(shape) < 2:
         size = "x".join(str(s) for s in shape)
-        raise InputError(
-            f"{name}: is too small ({size} voxels); every axis "
-            "needs at least 2 voxels"
-        )
+        raise InputError(f"{name}: is too small ({size} voxels); every axis needs at least 2 voxels")
     array = image.array
     if not np.all(np.isfinite(array)):
         raise InputError(f"{name}: contains NaN or infinite values")
     if array.size and array.min() == array.max():
-        raise InputError(
-            f"{name}: all voxels have the same value "
-            f"({float(array.flat[0]):g}); the image is empty"
-        )
+        raise InputError(f"{name}: all voxels have the same value ({float(array.flat[0]):g}); the image is empty")
 
 
 def normalize_intensity(array: np.ndarray, pre: Preprocessing) -> np.ndarray:
@@ -235,7 +198,7 @@ def normalize_intensity(array: np.ndarray, pre: Preprocessing) -> np.ndarray:
     source, out = array, None
     if pre.intensity == "percentile":
         low, high = np.percentile(array, pre.percentiles)
-        source = out = np.clip(array, np.float32(low), np.float32(high))   # our own copy
+        source = out = np.clip(array, np.float32(low), np.float32(high))  # our own copy
     low, high = float(source.min()), float(source.max())
     if high <= low:
         return np.zeros_like(array)
@@ -258,9 +221,7 @@ def resize(tensor: torch.Tensor, size) -> torch.Tensor:
     mode = {2: "bilinear", 3: "trilinear"}[dims]
     shrinking = any(s < t for s, t in zip(size, tensor.shape[2:]))
     antialias = dims == 2 and shrinking
-    return F.interpolate(
-        tensor, size=size, mode=mode, align_corners=False, antialias=antialias
-    )
+    return F.interpolate(tensor, size=size, mode=mode, align_corners=False, antialias=antialias)
 
 
 def prepare_image(image: MedicalImage, pre: Preprocessing) -> torch.Tensor:
@@ -280,14 +241,10 @@ def _value_list(values) -> str:
     """'{3, 7}' -> '3, 7' with a cap so messages stay one short line."""
     values = [int(v) for v in values]
     shown = ", ".join(str(v) for v in values[:10])
-    return shown + (
-        f", ... ({len(values)} in all)" if len(values) > 10 else ""
-    )
+    return shown + (f", ... ({len(values)} in all)" if len(values) > 10 else "")
 
 
-def labels_to_classes(
-    labels: np.ndarray, pre: Preprocessing, source: str
-) -> np.ndarray:
+def labels_to_classes(labels: np.ndarray, pre: Preprocessing, source: str) -> np.ndarray:
     """Map stored label values to class indices (int64).
 
     Unknown values raise InputError listing them and the known values.
@@ -307,9 +264,7 @@ def labels_to_classes(
     return order[positions].astype(np.int64)
 
 
-def prepare_label(
-    labels: np.ndarray, pre: Preprocessing, source: str
-) -> torch.Tensor:
+def prepare_label(labels: np.ndarray, pre: Preprocessing, source: str) -> torch.Tensor:
     """Class map resampled to ``pre.grid`` as int64 ``(*grid)``.
 
     Each class is resampled as a soft one-hot channel and the arg-max taken,
@@ -333,18 +288,13 @@ def restore_probabilities(probs: torch.Tensor, spatial_shape) -> torch.Tensor:
     spatial_shape = tuple(int(s) for s in spatial_shape)
     batched = probs.dim() == len(spatial_shape) + 2
     if not batched and probs.dim() != len(spatial_shape) + 1:
-        raise ValueError(
-            f"probabilities of shape {tuple(probs.shape)} do not "
-            f"fit spatial shape {spatial_shape}"
-        )
+        raise ValueError(f"probabilities of shape {tuple(probs.shape)} do not fit spatial shape {spatial_shape}")
     tensor = probs if batched else probs[None]
     tensor = tensor.float()
     if tuple(tensor.shape[2:]) != spatial_shape:
         dims = len(spatial_shape)
         mode = {2: "bilinear", 3: "trilinear"}[dims]
-        tensor = F.interpolate(
-            tensor, size=spatial_shape, mode=mode, align_corners=False
-        )
+        tensor = F.interpolate(tensor, size=spatial_shape, mode=mode, align_corners=False)
     tensor = tensor.clamp_min(0)
     total = tensor.sum(dim=1, keepdim=True)
     uniform = torch.full_like(tensor, 1.0 / tensor.shape[1])
@@ -361,9 +311,7 @@ def _label_dtype(values: np.ndarray) -> np.dtype:
 def classes_to_labels(classes: np.ndarray, pre: Preprocessing) -> np.ndarray:
     """Map class indices back to the label values stored in files."""
     classes = np.asarray(classes)
-    if classes.size and (
-        classes.min() < 0 or classes.max() >= pre.num_classes
-    ):
+    if classes.size and (classes.min() < 0 or classes.max() >= pre.num_classes):
         raise ValueError(f"class indices must be in 0..{pre.num_classes - 1}")
     values = np.asarray(pre.label_values, dtype=np.int64)
     return values.astype(_label_dtype(values))[classes]

@@ -32,11 +32,11 @@ SAMPLERS = ("ddim", "ddpm", "single")
 @dataclass(frozen=True)
 class ScheduleConfig:
     kind: str = "cosine"
-    steps: int = 1000            # T
-    beta_start: float = 1e-4     # linear schedule
+    steps: int = 1000  # T
+    beta_start: float = 1e-4  # linear schedule
     beta_end: float = 0.02
     cosine_s: float = 0.008
-    max_beta: float = 0.999      # Nichol & Dhariwal's clip, keeps alpha_bar[T] > 0
+    max_beta: float = 0.999  # Nichol & Dhariwal's clip, keeps alpha_bar[T] > 0
 
 
 class NoiseSchedule:
@@ -58,7 +58,7 @@ class NoiseSchedule:
             ab = f / f[0]
             betas = (1 - ab[1:] / ab[:-1]).clamp(min=0.0, max=config.max_beta)
         self.betas = torch.cat([torch.zeros(1, dtype=torch.float64), betas])
-        self.alpha_bar = torch.cumprod(1 - self.betas, dim=0)   # alpha_bar[0] = 1
+        self.alpha_bar = torch.cumprod(1 - self.betas, dim=0)  # alpha_bar[0] = 1
 
     # -- helpers -------------------------------------------------------------
     def _coef(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -78,8 +78,9 @@ class NoiseSchedule:
             cache[key] = table.to(device)
         return cache[key]
 
-    def sample_timesteps(self, batch: int, generator: torch.Generator | None = None,
-                         device: torch.device | str = "cpu") -> torch.Tensor:
+    def sample_timesteps(
+        self, batch: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         """t ~ U{1..T}, one per sample."""
         return torch.randint(1, self.T + 1, (batch,), generator=generator).to(device)
 
@@ -109,7 +110,7 @@ def standardize(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     dims = tuple(range(1, z.dim()))
     mean = z.mean(dim=dims, keepdim=True)
     std = z.std(dim=dims, keepdim=True, unbiased=False)
-    return (z - mean) / std.clamp_min(eps)   # clamp, not add: a unit-SD latent stays exact
+    return (z - mean) / std.clamp_min(eps)  # clamp, not add: a unit-SD latent stays exact
 
 
 def _randn_like(z: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -129,8 +130,15 @@ def _time(t: int, z: torch.Tensor) -> torch.Tensor:
     return torch.full((z.shape[0],), t, dtype=torch.long, device=z.device)
 
 
-def ddim_step(schedule: NoiseSchedule, z_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int,
-              eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def ddim_step(
+    schedule: NoiseSchedule,
+    z_t: torch.Tensor,
+    eps: torch.Tensor,
+    t: int,
+    t_prev: int,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """One DDIM step from level t to level t_prev < t (t_prev = 0 returns x0)."""
     ab_t = float(schedule.alpha_bar[t])
     ab_p = float(schedule.alpha_bar[t_prev])
@@ -138,15 +146,16 @@ def ddim_step(schedule: NoiseSchedule, z_t: torch.Tensor, eps: torch.Tensor, t: 
     sigma = 0.0
     if eta > 0 and t_prev > 0:
         sigma = eta * math.sqrt((1 - ab_p) / (1 - ab_t)) * math.sqrt(max(0.0, 1 - ab_t / ab_p))
-    direction = math.sqrt(max(0.0, 1 - ab_p - sigma ** 2))
+    direction = math.sqrt(max(0.0, 1 - ab_p - sigma**2))
     z = math.sqrt(ab_p) * x0 + direction * eps
     if sigma > 0:
         z = z + sigma * _randn_like(z_t, generator)
     return z
 
 
-def ddpm_step(schedule: NoiseSchedule, z_t: torch.Tensor, eps: torch.Tensor, t: int,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def ddpm_step(
+    schedule: NoiseSchedule, z_t: torch.Tensor, eps: torch.Tensor, t: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Ancestral step t -> t-1 (paper, Algorithm 2), posterior variance beta-tilde."""
     beta = float(schedule.betas[t])
     ab_t = float(schedule.alpha_bar[t])
@@ -158,10 +167,18 @@ def ddpm_step(schedule: NoiseSchedule, z_t: torch.Tensor, eps: torch.Tensor, t: 
     return mean
 
 
-def sample(predict_noise: NoisePredictor, z_T: torch.Tensor, schedule: NoiseSchedule, *,
-           sampler: str = "ddim", steps: int = 2, eta: float = 0.0, restandardize: bool = True,
-           generator: torch.Generator | None = None,
-           on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+def sample(
+    predict_noise: NoisePredictor,
+    z_T: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    sampler: str = "ddim",
+    steps: int = 2,
+    eta: float = 0.0,
+    restandardize: bool = True,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
     """Run a sampler from z_T and return the clean latent estimate z_0.
 
     ddim: K = ``steps`` evenly spaced steps; ddpm: all T ancestral steps;

@@ -30,6 +30,7 @@ BOOTSTRAP_SEED = 0
 
 # ---------------------------------------------------------------- per case
 
+
 def evaluate_case(name, pred, ref, spacing, class_names):
     """Dice, IoU and HD95 of every foreground class of one case, plus means.
 
@@ -60,6 +61,7 @@ def _mean_or_nan(values):
 
 # ---------------------------------------------------------------- summary
 
+
 def _is_number(value):
     return isinstance(value, Number) and not isinstance(value, bool)
 
@@ -87,9 +89,15 @@ def _summarize_column(values, resamples, seed):
     values = np.asarray(values, dtype=np.float64)
     n_inf = int(np.isinf(values).sum())
     finite = values[np.isfinite(values)]
-    stats = {"mean": math.nan, "sd": math.nan, "median": math.nan,
-             "ci95_low": math.nan, "ci95_high": math.nan,
-             "n": int(finite.size), "n_inf": n_inf}
+    stats = {
+        "mean": math.nan,
+        "sd": math.nan,
+        "median": math.nan,
+        "ci95_low": math.nan,
+        "ci95_high": math.nan,
+        "n": int(finite.size),
+        "n_inf": n_inf,
+    }
     if finite.size == 0:
         return stats
     stats["mean"] = float(finite.mean())
@@ -111,22 +119,22 @@ def summarize(rows, *, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED):
     rows = list(rows)
     summary = {}
     for column in _metric_columns(rows):
-        values = [row[column] for row in rows
-                  if _is_number(row.get(column))]
+        values = [row[column] for row in rows if _is_number(row.get(column))]
         summary[column] = _summarize_column(values, resamples, seed)
     return summary
 
 
 def format_summary(summary):
     """Short text table: one line per metric."""
-    header = f"{'metric':<24}{'n':>5}{'mean':>10}{'sd':>10}{'median':>10}" \
-             f"{'95% CI':>22}{'n_inf':>7}"
+    header = f"{'metric':<24}{'n':>5}{'mean':>10}{'sd':>10}{'median':>10}{'95% CI':>22}{'n_inf':>7}"
     lines = [header, "-" * len(header)]
     for column, s in summary.items():
         ci = f"[{_fmt(s['ci95_low'])}, {_fmt(s['ci95_high'])}]"
-        lines.append(f"{column:<24}{s['n']:>5}{_fmt(s['mean']):>10}"
-                     f"{_fmt(s['sd']):>10}{_fmt(s['median']):>10}{ci:>22}"
-                     f"{s.get('n_inf', 0):>7}")
+        lines.append(
+            f"{column:<24}{s['n']:>5}{_fmt(s['mean']):>10}"
+            f"{_fmt(s['sd']):>10}{_fmt(s['median']):>10}{ci:>22}"
+            f"{s.get('n_inf', 0):>7}"
+        )
     return "\n".join(lines)
 
 
@@ -135,7 +143,6 @@ def _fmt(value):
 
 
 # ---------------------------------------------------------------- files
-
 
 
 def _csv_cell(value):

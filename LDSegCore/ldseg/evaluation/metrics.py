@@ -25,15 +25,13 @@ def _check_label_pair(pred, ref, num_classes):
     pred = np.asarray(pred)
     ref = np.asarray(ref)
     if pred.shape != ref.shape:
-        raise InputError(
-            f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+        raise InputError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
     num_classes = int(num_classes)
     if num_classes < 1:
         raise InputError(f"number of classes must be at least 1, got {num_classes}")
     for name, arr in (("prediction", pred), ("reference", ref)):
         if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
-            raise InputError(
-                f"{name} holds class values outside 0..{num_classes - 1}")
+            raise InputError(f"{name} holds class values outside 0..{num_classes - 1}")
     return pred.astype(np.int64, copy=False), ref.astype(np.int64, copy=False)
 
 
@@ -41,8 +39,7 @@ def _overlap_counts(pred, ref, num_classes):
     """Per class: voxels in both, in the prediction, in the reference."""
     pred, ref = _check_label_pair(pred, ref, num_classes)
     # One bincount over the joint index is the whole confusion matrix.
-    joint = np.bincount((pred * num_classes + ref).ravel(),
-                        minlength=num_classes * num_classes)
+    joint = np.bincount((pred * num_classes + ref).ravel(), minlength=num_classes * num_classes)
     confusion = joint.reshape(num_classes, num_classes).astype(np.float64)
     both = np.diag(confusion)
     return both, confusion.sum(axis=1), confusion.sum(axis=0)
@@ -72,8 +69,7 @@ def _numpy_spacing(spacing, ndim):
         return (1.0,) * ndim
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != ndim:
-        raise InputError(
-            f"spacing {spacing} has {len(spacing)} values for a {ndim}D mask")
+        raise InputError(f"spacing {spacing} has {len(spacing)} values for a {ndim}D mask")
     if not all(np.isfinite(s) and s > 0 for s in spacing):
         raise InputError(f"spacing {spacing} must be positive")
     return spacing[::-1]
@@ -114,8 +110,7 @@ def hausdorff95(pred_mask, ref_mask, spacing):
     pred_mask = np.asarray(pred_mask).astype(bool, copy=False)
     ref_mask = np.asarray(ref_mask).astype(bool, copy=False)
     if pred_mask.shape != ref_mask.shape:
-        raise InputError(f"prediction mask shape {pred_mask.shape} differs "
-                         f"from reference mask shape {ref_mask.shape}")
+        raise InputError(f"prediction mask shape {pred_mask.shape} differs from reference mask shape {ref_mask.shape}")
     sampling = _numpy_spacing(spacing, pred_mask.ndim)
     has_pred, has_ref = pred_mask.any(), ref_mask.any()
     if not has_pred and not has_ref:

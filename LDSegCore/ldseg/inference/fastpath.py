@@ -62,17 +62,22 @@ class CompiledOrEager:
     shape), so failures can only be caught there, not when wrapping.
     """
 
-    def __init__(self, module: nn.Module, name: str, backend: str | Callable = DEFAULT_COMPILE_BACKEND,
-                 on_warning: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        module: nn.Module,
+        name: str,
+        backend: str | Callable = DEFAULT_COMPILE_BACKEND,
+        on_warning: Callable[[str], None] | None = None,
+    ):
         self.module = module
         self.name = name
         self.on_warning = on_warning
-        self.failed: str | None = None       # why compilation was given up, if it was
+        self.failed: str | None = None  # why compilation was given up, if it was
         try:
             # default dynamic=None: a second batch size recompiles once with a
             # dynamic batch dimension, not once per size
             self.compiled = torch.compile(module, backend=backend)
-        except Exception as e:               # e.g. an unknown backend name
+        except Exception as e:  # e.g. an unknown backend name
             self.compiled = None
             self._give_up(e)
 
@@ -81,7 +86,7 @@ class CompiledOrEager:
             try:
                 return self.compiled(*args)
             except (LDSegError, MemoryError):
-                raise                        # cancellation or memory: not a compiler problem
+                raise  # cancellation or memory: not a compiler problem
             except Exception as e:
                 self.compiled = None
                 self._give_up(e)
@@ -90,7 +95,7 @@ class CompiledOrEager:
     def _give_up(self, error: Exception) -> None:
         self.failed = _describe(error)
         message = f"torch.compile of the {self.name} failed ({self.failed}); running it uncompiled"
-        if self.on_warning is not None:     # e.g. the command's progress stream
+        if self.on_warning is not None:  # e.g. the command's progress stream
             self.on_warning(message)
         else:
             warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -106,8 +111,14 @@ class InferenceNetworks:
     in place (values are untouched).
     """
 
-    def __init__(self, model: nn.Module, *, channels_last: bool = False,
-                 compile: bool | str = False, on_warning: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        channels_last: bool = False,
+        compile: bool | str = False,
+        on_warning: Callable[[str], None] | None = None,
+    ):
         self.model = model
         self.config = model.config
         self.channels_last = bool(channels_last)

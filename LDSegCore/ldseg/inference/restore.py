@@ -29,9 +29,9 @@ DEFAULT_RESTORE_BUDGET = 256e6
 
 @dataclass
 class RestoredResult:
-    probabilities: np.ndarray   # (C, *shape) float32, non-negative, sums to 1 over C
-    sd: np.ndarray              # (*shape) float32, >= 0
-    classes: np.ndarray         # (*shape) arg-max of the probabilities; uint8 up to 256 classes
+    probabilities: np.ndarray  # (C, *shape) float32, non-negative, sums to 1 over C
+    sd: np.ndarray  # (*shape) float32, >= 0
+    classes: np.ndarray  # (*shape) arg-max of the probabilities; uint8 up to 256 classes
 
 
 def class_index_dtype(num_classes: int) -> np.dtype:
@@ -57,13 +57,13 @@ def resample_slab(grid_values: torch.Tensor, shape: Sequence[int], start: int, s
     shape = tuple(int(s) for s in shape)
     grid = grid_values.shape[1:]
     if tuple(grid) == shape:
-        return grid_values[:, start:stop].to(torch.float32, copy=True)   # callers modify it in place
+        return grid_values[:, start:stop].to(torch.float32, copy=True)  # callers modify it in place
     low, high, frac = linear_weights(grid[0], shape[0], start, stop)
     device = grid_values.device
     w1 = torch.from_numpy(frac).to(device).view(1, -1, *([1] * (len(shape) - 1)))
     v0 = grid_values[:, torch.from_numpy(low).to(device)].float()
     v1 = grid_values[:, torch.from_numpy(high).to(device)].float()
-    rows = v0 * (1 - w1) + v1 * w1                    # (C, rows, *grid[1:])
+    rows = v0 * (1 - w1) + v1 * w1  # (C, rows, *grid[1:])
     rest = shape[1:]
     if tuple(rows.shape[2:]) == rest:
         return rows
@@ -95,8 +95,9 @@ def normalize_probabilities(p: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def restore_result(mean: torch.Tensor, sd_per_class: torch.Tensor | None, shape: Sequence[int],
-                   budget: float = DEFAULT_RESTORE_BUDGET) -> RestoredResult:
+def restore_result(
+    mean: torch.Tensor, sd_per_class: torch.Tensor | None, shape: Sequence[int], budget: float = DEFAULT_RESTORE_BUDGET
+) -> RestoredResult:
     """Mean class probabilities (C, *grid) and their per-class SD (C, *grid;
     None: zero) on the input's spatial ``shape``, within ``budget`` bytes of
     working memory besides the returned arrays.

@@ -32,9 +32,9 @@ class SamplingOptions:
     restandardize: bool = True
     seed: int | None = 0
     bf16: bool = False
-    max_batch: int = 0          # 0: from the memory budget
+    max_batch: int = 0  # 0: from the memory budget
     memory_budget: float = 2e9  # bytes for one batch of decoder activations
-    denoiser_bf16: bool | None = None   # None: bf16 where it pays (see denoiser_uses_bf16)
+    denoiser_bf16: bool | None = None  # None: bf16 where it pays (see denoiser_uses_bf16)
 
 
 #: On the CPU, bf16 makes the denoiser faster only on large latents (measured
@@ -79,8 +79,14 @@ def sample_noise(options: SamplingOptions, index: int, shape) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def denoise_samples(model: LDSegNet, z_i: torch.Tensor, z_T: torch.Tensor, schedule: NoiseSchedule,
-                    options: SamplingOptions, generator: torch.Generator | None = None) -> torch.Tensor:
+def denoise_samples(
+    model: LDSegNet,
+    z_i: torch.Tensor,
+    z_T: torch.Tensor,
+    schedule: NoiseSchedule,
+    options: SamplingOptions,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The sampler's clean latents (b, ...) from z_T (b, ...), all steps."""
     b = z_T.shape[0]
     cond = z_i.expand(b, *z_i.shape[1:])
@@ -89,9 +95,16 @@ def denoise_samples(model: LDSegNet, z_i: torch.Tensor, z_T: torch.Tensor, sched
 
     def run(in_bf16: bool) -> torch.Tensor:
         with autocast(z_i.device, in_bf16):
-            return sample(lambda z, t: model.predict_noise(z, cond, t), z_T, schedule,
-                          sampler=options.sampler, steps=options.steps, eta=options.eta,
-                          restandardize=options.restandardize, generator=generator)
+            return sample(
+                lambda z, t: model.predict_noise(z, cond, t),
+                z_T,
+                schedule,
+                sampler=options.sampler,
+                steps=options.steps,
+                eta=options.eta,
+                restandardize=options.restandardize,
+                generator=generator,
+            )
 
     z0 = run(bf16)
     if bf16 and z_i.device.type == "cpu" and not bool(torch.isfinite(z0).all()):
@@ -112,17 +125,27 @@ def decode_latents(model: LDSegNet, z0: torch.Tensor, options: SamplingOptions) 
 
 
 @torch.inference_mode()
-def decode_samples(model: LDSegNet, z_i: torch.Tensor, z_T: torch.Tensor, schedule: NoiseSchedule,
-                   options: SamplingOptions, generator: torch.Generator | None = None) -> torch.Tensor:
+def decode_samples(
+    model: LDSegNet,
+    z_i: torch.Tensor,
+    z_T: torch.Tensor,
+    schedule: NoiseSchedule,
+    options: SamplingOptions,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Class probabilities (b, C, *grid) of the samples started from z_T (b, ...)."""
     return decode_latents(model, denoise_samples(model, z_i, z_T, schedule, options, generator), options)
 
 
 @torch.inference_mode()
-def sample_probabilities(model: LDSegNet, z_i: torch.Tensor, schedule: NoiseSchedule,
-                         options: SamplingOptions,
-                         on_progress: Callable[[float], None] | None = None,
-                         noise: Callable[[int], torch.Tensor] | None = None):
+def sample_probabilities(
+    model: LDSegNet,
+    z_i: torch.Tensor,
+    schedule: NoiseSchedule,
+    options: SamplingOptions,
+    on_progress: Callable[[float], None] | None = None,
+    noise: Callable[[int], torch.Tensor] | None = None,
+):
     """z_i: image latent of ONE image, shape (1, Ci, *latent).
 
     Returns (mean, sd): mean class probabilities (C, *grid) and their per-class
@@ -172,5 +195,5 @@ def _merge(count, mean, m2, chunk: torch.Tensor):
     total = count + b
     delta = c_mean - mean
     mean = mean + delta * (b / total)
-    m2 = m2 + c_m2 + delta ** 2 * (count * b / total)
+    m2 = m2 + c_m2 + delta**2 * (count * b / total)
     return total, mean, m2

@@ -24,33 +24,32 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.preprocess import classes_to_labels, prepare_image
 from ..device import autocast, describe, resolve_device, use_bf16
 from ..diffusion.schedule import NoiseSchedule
 from ..errors import InputError
-from .fastpath import (CompiledOrEager, InferenceNetworks, compile_backend, memory_format,
-                       wants_channels_last)
 from ..io.images import Geometry, MedicalImage, read_image
 from ..io.models import load_model
-from ..data.preprocess import classes_to_labels, prepare_image
 from ..progress import null_progress
+from .fastpath import CompiledOrEager, InferenceNetworks, compile_backend, memory_format, wants_channels_last
 from .restore import DEFAULT_RESTORE_BUDGET, restore_result
 from .sampling import SamplingOptions, forward_probabilities, sample_probabilities
 
 
 @dataclass
 class SegmentationResult:
-    labels: np.ndarray            # stored label values (the model's), input grid
-    classes: np.ndarray           # class indices, input grid (uint8 up to 256 classes)
-    probabilities: np.ndarray     # mean class probabilities (C, *spatial), float32
-    sd: np.ndarray                # per-voxel SD: max over classes of the probability SD, float32
+    labels: np.ndarray  # stored label values (the model's), input grid
+    classes: np.ndarray  # class indices, input grid (uint8 up to 256 classes)
+    probabilities: np.ndarray  # mean class probabilities (C, *spatial), float32
+    sd: np.ndarray  # per-voxel SD: max over classes of the probability SD, float32
     geometry: Geometry
     samples: int
     sampler: str
     steps: int
     device: str
     seconds: dict[str, float] = field(default_factory=dict)
-    note: str = ""                # e.g. why a deterministic model's SD is zero
-    precision: str = "fp32"       # fp32, or bf16 (autocast) where it was used
+    note: str = ""  # e.g. why a deterministic model's SD is zero
+    precision: str = "fp32"  # fp32, or bf16 (autocast) where it was used
 
 
 class Segmenter:
@@ -65,10 +64,18 @@ class Segmenter:
     and runs uncompiled.
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, device: str = "auto",
-                 precision: str = "auto", memory_budget: float = 2e9, *,
-                 restore_budget: float = DEFAULT_RESTORE_BUDGET, channels_last: bool | None = None,
-                 compile: bool | str = False, on_warning: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        memory_budget: float = 2e9,
+        *,
+        restore_budget: float = DEFAULT_RESTORE_BUDGET,
+        channels_last: bool | None = None,
+        compile: bool | str = False,
+        on_warning: Callable[[str], None] | None = None,
+    ):
         if memory_budget <= 0 or restore_budget <= 0:
             raise InputError("the memory budget must be positive")
         self.device = resolve_device(device)
@@ -81,16 +88,18 @@ class Segmenter:
         self.restore_budget = restore_budget
         self.channels_last = wants_channels_last(self.config.dims, self.bf16, channels_last)
         if self.config.uses_diffusion:
-            self.networks = InferenceNetworks(self.model, channels_last=self.channels_last, compile=compile,
-                                              on_warning=on_warning)
+            self.networks = InferenceNetworks(
+                self.model, channels_last=self.channels_last, compile=compile, on_warning=on_warning
+            )
             self._forward = None
         else:
             self.networks = None
             if self.channels_last:
                 self.model.to(memory_format=memory_format(self.config.dims))
             backend = compile_backend(compile)
-            self._forward = (self.model if backend is None
-                             else CompiledOrEager(self.model, "network", backend, on_warning))
+            self._forward = (
+                self.model if backend is None else CompiledOrEager(self.model, "network", backend, on_warning)
+            )
 
     @property
     def device_description(self) -> str:
@@ -100,10 +109,18 @@ class Segmenter:
     def precision(self) -> str:
         return "bf16" if self.bf16 else "fp32"
 
-    def segment(self, image: MedicalImage | str | os.PathLike | np.ndarray, geometry: Geometry | None = None, *,
-                samples: int = 1, steps: int | None = None, sampler: str | None = None, eta: float = 0.0,
-                seed: int | None = 0,
-                progress: Callable[..., None] = null_progress) -> SegmentationResult:
+    def segment(
+        self,
+        image: MedicalImage | str | os.PathLike | np.ndarray,
+        geometry: Geometry | None = None,
+        *,
+        samples: int = 1,
+        steps: int | None = None,
+        sampler: str | None = None,
+        eta: float = 0.0,
+        seed: int | None = 0,
+        progress: Callable[..., None] = null_progress,
+    ) -> SegmentationResult:
         """Segment one image: a file/folder path, a MedicalImage, or an array
         (spatial for gray, channels-first (C, *spatial) otherwise) with its geometry."""
         if samples < 1:
@@ -115,10 +132,10 @@ class Segmenter:
             steps = steps or diff.sampling_steps
             if not 1 <= steps <= diff.steps:
                 raise InputError(f"steps must be between 1 and {diff.steps}")
-        else:   # nothing to sample: steps and sampler do not apply, N samples would be equal
-            note = ("deterministic Res-UNet: one forward pass"
-                    + (f"; the {samples} samples asked for would all be equal, so the SD is exactly 0"
-                       if samples > 1 else ""))
+        else:  # nothing to sample: steps and sampler do not apply, N samples would be equal
+            note = "deterministic Res-UNet: one forward pass" + (
+                f"; the {samples} samples asked for would all be equal, so the SD is exactly 0" if samples > 1 else ""
+            )
             samples, sampler, steps = 1, "none", 0
         times: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -142,16 +159,23 @@ class Segmenter:
 
             t3 = time.perf_counter()
             progress("decode", 0.92, "resampling to the input grid")
-            restored = restore_result(mean, sd if samples > 1 else None, image.spatial_shape,
-                                      self.restore_budget)
+            restored = restore_result(mean, sd if samples > 1 else None, image.spatial_shape, self.restore_budget)
             times["restore"] = time.perf_counter() - t3
         times["total"] = time.perf_counter() - t0
         return SegmentationResult(
-            labels=classes_to_labels(restored.classes, self.config.preprocessing), classes=restored.classes,
-            probabilities=restored.probabilities, sd=restored.sd,
-            geometry=image.geometry, samples=samples, sampler=sampler, steps=steps,
-            device=str(self.device), seconds={k: round(v, 4) for k, v in times.items()}, note=note,
-            precision=self.precision)
+            labels=classes_to_labels(restored.classes, self.config.preprocessing),
+            classes=restored.classes,
+            probabilities=restored.probabilities,
+            sd=restored.sd,
+            geometry=image.geometry,
+            samples=samples,
+            sampler=sampler,
+            steps=steps,
+            device=str(self.device),
+            seconds={k: round(v, 4) for k, v in times.items()},
+            note=note,
+            precision=self.precision,
+        )
 
     def _sample(self, x, samples, sampler, steps, eta, seed, progress, times):
         """LDSeg: encode the image once, then N diffusion samples -> (mean, sd)."""
@@ -162,12 +186,23 @@ class Segmenter:
         times["encode"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        options = SamplingOptions(samples=samples, sampler=sampler, steps=steps, eta=eta,
-                                  restandardize=self.config.diffusion.restandardize, seed=seed, bf16=self.bf16,
-                                  memory_budget=self.memory_budget)
+        options = SamplingOptions(
+            samples=samples,
+            sampler=sampler,
+            steps=steps,
+            eta=eta,
+            restandardize=self.config.diffusion.restandardize,
+            seed=seed,
+            bf16=self.bf16,
+            memory_budget=self.memory_budget,
+        )
         mean, sd = sample_probabilities(
-            self.networks, z_i, self.schedule, options,
-            on_progress=lambda f: progress("sample", 0.1 + 0.8 * f, f"{round(f * samples)}/{samples} samples"))
+            self.networks,
+            z_i,
+            self.schedule,
+            options,
+            on_progress=lambda f: progress("sample", 0.1 + 0.8 * f, f"{round(f * samples)}/{samples} samples"),
+        )
         times["sample"] = time.perf_counter() - t2
         return mean, sd
 
@@ -181,8 +216,10 @@ class Segmenter:
         if array.ndim == dims:
             array = array[None]
         elif array.ndim != dims + 1:
-            raise InputError(f"<array>: a {array.ndim}-D array cannot be a {dims}D image "
-                             f"(give {dims} spatial axes, channels first for RGB)")
+            raise InputError(
+                f"<array>: a {array.ndim}-D array cannot be a {dims}D image "
+                f"(give {dims} spatial axes, channels first for RGB)"
+            )
         if geometry is None:
             geometry = Geometry.identity(dims)
         if geometry.dims != dims:

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .atomic import atomic_path
 from ..errors import InputError, OutputError
+from .atomic import atomic_path
 
 __all__ = [
     "Geometry",
@@ -69,15 +69,9 @@ class Geometry:
 
     def __post_init__(self):
         # Normalize to plain float tuples so equality and hashing are stable.
-        object.__setattr__(
-            self, "spacing", tuple(float(v) for v in self.spacing)
-        )
-        object.__setattr__(
-            self, "origin", tuple(float(v) for v in self.origin)
-        )
-        object.__setattr__(
-            self, "direction", tuple(float(v) for v in self.direction)
-        )
+        object.__setattr__(self, "spacing", tuple(float(v) for v in self.spacing))
+        object.__setattr__(self, "origin", tuple(float(v) for v in self.origin))
+        object.__setattr__(self, "direction", tuple(float(v) for v in self.direction))
         dims = len(self.spacing)
         if len(self.origin) != dims or len(self.direction) != dims * dims:
             raise ValueError(
@@ -110,9 +104,7 @@ class Geometry:
     @classmethod
     def identity(cls, dims: int) -> "Geometry":
         """Unit spacing, zero origin, identity direction."""
-        return cls(
-            (1.0,) * dims, (0.0,) * dims, tuple(np.eye(dims).ravel().tolist())
-        )
+        return cls((1.0,) * dims, (0.0,) * dims, tuple(np.eye(dims).ravel().tolist()))
 
     @classmethod
     def from_sitk(cls, image: sitk.Image) -> "Geometry":
@@ -136,9 +128,7 @@ class Geometry:
             if (
                 other is not None
                 and len(mine) == len(getattr(other, field_name))
-                and np.allclose(
-                    mine, getattr(other, field_name), rtol=1e-4, atol=1e-4
-                )
+                and np.allclose(mine, getattr(other, field_name), rtol=1e-4, atol=1e-4)
             ):
                 continue
             text = ", ".join(f"{v:.6g}" for v in mine)
@@ -234,15 +224,9 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings_on)
     if not series_ids:
-        raise InputError(
-            f"{name}: folder contains no DICOM series "
-            "(give an image file or a folder of DICOM files)"
-        )
+        raise InputError(f"{name}: folder contains no DICOM series (give an image file or a folder of DICOM files)")
     files = max(
-        (
-            sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid)
-            for sid in series_ids
-        ),
+        (sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids),
         key=len,
     )
     reader = sitk.ImageSeriesReader()
@@ -250,10 +234,7 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     try:
         return reader.Execute()
     except RuntimeError:
-        raise InputError(
-            f"{name}: the DICOM series could not be read "
-            "(damaged or unsupported DICOM files)"
-        ) from None
+        raise InputError(f"{name}: the DICOM series could not be read (damaged or unsupported DICOM files)") from None
 
 
 def _read_nifti_with_nibabel(path: Path) -> sitk.Image:
@@ -277,9 +258,7 @@ def _read_nifti_with_nibabel(path: Path) -> sitk.Image:
     # numpy order: reverse the spatial axes, channels (4th axis) first.
     if data.ndim == 4:
         array = np.transpose(data, (3, 2, 1, 0))
-        image = sitk.Compose(
-            [sitk.GetImageFromArray(np.ascontiguousarray(a)) for a in array]
-        )
+        image = sitk.Compose([sitk.GetImageFromArray(np.ascontiguousarray(a)) for a in array])
     else:
         array = np.transpose(data, tuple(range(data.ndim))[::-1])
         image = sitk.GetImageFromArray(np.ascontiguousarray(array))
@@ -328,33 +307,24 @@ def _read_sitk(path) -> sitk.Image:
             return _read_nifti_with_nibabel(path)
         except Exception:  # noqa: BLE001 - any failure means unreadable
             pass
-    raise InputError(
-        f"{name}: could not be read as a {ext} image "
-        "(the file is damaged or not an image)"
-    )
+    raise InputError(f"{name}: could not be read as a {ext} image (the file is damaged or not an image)")
 
 
 def _squash_4d(image: sitk.Image) -> tuple[np.ndarray, Geometry]:
     """Turn a 4D scalar image (e.g. multi-modal NIfTI) into 3D channels."""
     array = sitk.GetArrayViewFromImage(image)  # (c, z, y, x)
     direction = np.asarray(image.GetDirection()).reshape(4, 4)[:3, :3]
-    geometry = Geometry(
-        image.GetSpacing()[:3], image.GetOrigin()[:3], direction.ravel()
-    )
+    geometry = Geometry(image.GetSpacing()[:3], image.GetOrigin()[:3], direction.ravel())
     return np.array(array), geometry
 
 
-def _to_channels_first(
-    image: sitk.Image, name: str
-) -> tuple[np.ndarray, Geometry]:
+def _to_channels_first(image: sitk.Image, name: str) -> tuple[np.ndarray, Geometry]:
     """Array ``(C, *spatial)`` (native dtype) and geometry of an image."""
     dims = image.GetDimension()
     if dims == 4 and image.GetNumberOfComponentsPerPixel() == 1:
         return _squash_4d(image)
     if dims not in (2, 3):
-        raise InputError(
-            f"{name}: {dims}D images are not supported " "(only 2D and 3D)"
-        )
+        raise InputError(f"{name}: {dims}D images are not supported (only 2D and 3D)")
     array = sitk.GetArrayFromImage(image)
     if image.GetNumberOfComponentsPerPixel() > 1:
         array = np.moveaxis(array, -1, 0)
@@ -410,18 +380,13 @@ def _integral_labels(array: np.ndarray, name: str) -> np.ndarray:
     if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer):
         return array.astype(np.int64)
     if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(
-            f"{name}: label pixel type {array.dtype} is not " "supported"
-        )
+        raise InputError(f"{name}: label pixel type {array.dtype} is not supported")
     if not np.all(np.isfinite(array)):
         raise InputError(f"{name}: label map contains NaN or infinite values")
     fractional = array[array != np.round(array)]
     if fractional.size:
         examples = ", ".join(f"{v:g}" for v in np.unique(fractional)[:5])
-        raise InputError(
-            f"{name}: label map has non-integer values "
-            f"({examples}); labels must be whole numbers"
-        )
+        raise InputError(f"{name}: label map has non-integer values ({examples}); labels must be whole numbers")
     return array.astype(np.int64)
 
 
@@ -444,15 +409,9 @@ def _check_output_path(path: Path, reference_path) -> str:
     name = _display_name(path)
     ext = split_extension(path)[1].lower()
     if ext not in WRITE_EXTENSIONS:
-        raise OutputError(
-            f"{name}: cannot write '{ext or '(none)'}' files "
-            f"(use one of {', '.join(WRITE_EXTENSIONS)})"
-        )
+        raise OutputError(f"{name}: cannot write '{ext or '(none)'}' files (use one of {', '.join(WRITE_EXTENSIONS)})")
     if reference_path is not None and _same_file(path, Path(reference_path)):
-        raise OutputError(
-            f"{name}: refusing to overwrite the input image; "
-            "choose another output name"
-        )
+        raise OutputError(f"{name}: refusing to overwrite the input image; choose another output name")
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"{name}: output folder {folder} does not exist")
@@ -502,45 +461,28 @@ def _writable_array(array: np.ndarray) -> np.ndarray:
 def _png_array(array: np.ndarray, name: str, dims: int) -> np.ndarray:
     """PNG holds 2D 8-bit data only; accept integers in 0..255."""
     if dims != 2:
-        raise OutputError(
-            f"{name}: PNG can only hold 2D images; use .nrrd "
-            "or .nii.gz for 3D"
-        )
+        raise OutputError(f"{name}: PNG can only hold 2D images; use .nrrd or .nii.gz for 3D")
     if array.dtype == np.uint8:
         return array
-    integral = array.dtype == np.bool_ or np.issubdtype(
-        array.dtype, np.integer
-    )
-    if integral and (
-        array.size == 0 or (array.min() >= 0 and array.max() <= 255)
-    ):
+    integral = array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer)
+    if integral and (array.size == 0 or (array.min() >= 0 and array.max() <= 255)):
         return array.astype(np.uint8)
-    raise OutputError(
-        f"{name}: PNG needs 8-bit values (0-255); "
-        "use .nrrd or .nii.gz for other data"
-    )
+    raise OutputError(f"{name}: PNG needs 8-bit values (0-255); use .nrrd or .nii.gz for other data")
 
 
 def _to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
     """SimpleITK image from a spatial or ``(C, *spatial)`` array."""
     if array.ndim == geometry.dims + 1:
-        image = sitk.GetImageFromArray(
-            np.ascontiguousarray(np.moveaxis(array, 0, -1)), isVector=True
-        )
+        image = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(array, 0, -1)), isVector=True)
     elif array.ndim == geometry.dims:
         image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     else:
-        raise ValueError(
-            f"array with {array.ndim} axes does not fit a "
-            f"{geometry.dims}D geometry"
-        )
+        raise ValueError(f"array with {array.ndim} axes does not fit a {geometry.dims}D geometry")
     geometry.apply_to(image)
     return image
 
 
-def write_image(
-    array: np.ndarray, geometry: Geometry, path, *, reference_path=None
-) -> None:
+def write_image(array: np.ndarray, geometry: Geometry, path, *, reference_path=None) -> None:
     """Write an array with its geometry, atomically.
 
     ``array`` is spatial (numpy order) or ``(C, *spatial)``, which is written
@@ -561,17 +503,13 @@ def write_image(
 # --------------------------------------------------------------------------
 
 
-def _as_3d(
-    labels: np.ndarray, geometry: Geometry
-) -> tuple[np.ndarray, Geometry]:
+def _as_3d(labels: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, Geometry]:
     """Slicer segmentations are 3D: give 2D labels a single slice."""
     if geometry.dims == 3:
         return labels, geometry
     direction = np.eye(3)
     direction[:2, :2] = np.asarray(geometry.direction).reshape(2, 2)
-    return labels[np.newaxis], Geometry(
-        geometry.spacing + (1.0,), geometry.origin + (0.0,), direction.ravel()
-    )
+    return labels[np.newaxis], Geometry(geometry.spacing + (1.0,), geometry.origin + (0.0,), direction.ravel())
 
 
 def _segment_extent(labels: np.ndarray, value: int) -> str:
@@ -585,9 +523,7 @@ def _segment_extent(labels: np.ndarray, value: int) -> str:
     return " ".join(str(b) for b in bounds)
 
 
-def _segment_metadata(
-    labels: np.ndarray, segments: list[dict]
-) -> dict[str, str]:
+def _segment_metadata(labels: np.ndarray, segments: list[dict]) -> dict[str, str]:
     """Header keys Slicer's segmentation storage node reads."""
     meta = {
         "Segmentation_MasterRepresentation": "Binary labelmap",
@@ -623,9 +559,7 @@ def _validate_segments(segments: list[dict]) -> None:
         if missing:
             raise ValueError(f"segment {seg!r} lacks {sorted(missing)}")
         if len(seg["color"]) != 3:
-            raise ValueError(
-                f"segment color {seg['color']!r} is not (r, g, b)"
-            )
+            raise ValueError(f"segment color {seg['color']!r} is not (r, g, b)")
         values.append(int(seg["label_value"]))
     if len(set(values)) != len(values):
         raise ValueError(f"duplicate segment label values {values}")
@@ -633,9 +567,7 @@ def _validate_segments(segments: list[dict]) -> None:
 
 def _compact_labels(labels: np.ndarray) -> np.ndarray:
     """Smallest of uint8/int16/int32 holding the labels (as Slicer uses)."""
-    low, high = (
-        (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
-    )
+    low, high = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
     for dtype in (np.uint8, np.int16, np.int32):
         info = np.iinfo(dtype)
         if info.min <= low and high <= info.max:
@@ -643,9 +575,7 @@ def _compact_labels(labels: np.ndarray) -> np.ndarray:
     raise ValueError(f"label values {low}..{high} do not fit 32 bits")
 
 
-def write_segmentation_nrrd(
-    labels: np.ndarray, geometry: Geometry, path, segments: list[dict]
-) -> None:
+def write_segmentation_nrrd(labels: np.ndarray, geometry: Geometry, path, segments: list[dict]) -> None:
     """Write a 3D Slicer ``.seg.nrrd`` (labelmap with segment metadata).
 
     ``segments`` lists the foreground classes as dicts with ``name``,
@@ -659,15 +589,10 @@ def write_segmentation_nrrd(
         raise OutputError(f"{name}: segmentation files must end in .seg.nrrd")
     ext = _check_output_path(path, None)
     labels = np.asarray(labels)
-    if not (
-        labels.dtype == np.bool_ or np.issubdtype(labels.dtype, np.integer)
-    ):
+    if not (labels.dtype == np.bool_ or np.issubdtype(labels.dtype, np.integer)):
         raise ValueError(f"labels must be integers, not {labels.dtype}")
     if labels.ndim != geometry.dims:
-        raise ValueError(
-            f"labels with {labels.ndim} axes do not fit a "
-            f"{geometry.dims}D geometry"
-        )
+        raise ValueError(f"labels with {labels.ndim} axes do not fit a {geometry.dims}D geometry")
     labels, geometry = _as_3d(_compact_labels(labels), geometry)
     image = _to_sitk(labels, geometry)
     for key, value in _segment_metadata(labels, segments).items():

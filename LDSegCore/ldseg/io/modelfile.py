@@ -19,17 +19,22 @@ import torch
 
 from .. import MODEL_FORMAT_VERSION
 from ..config import ModelConfig
-from .atomic import atomic_path
 from ..errors import ModelFileError
+from .atomic import atomic_path
 
 MAGIC = "ldseg-model"
 MAX_HEADER = 64 * 1024 * 1024
 
 _DTYPES = {
-    "F64": (torch.float64, np.float64), "F32": (torch.float32, np.float32),
-    "F16": (torch.float16, np.float16), "I64": (torch.int64, np.int64),
-    "I32": (torch.int32, np.int32), "I16": (torch.int16, np.int16),
-    "I8": (torch.int8, np.int8), "U8": (torch.uint8, np.uint8), "BOOL": (torch.bool, np.bool_),
+    "F64": (torch.float64, np.float64),
+    "F32": (torch.float32, np.float32),
+    "F16": (torch.float16, np.float16),
+    "I64": (torch.int64, np.int64),
+    "I32": (torch.int32, np.int32),
+    "I16": (torch.int16, np.int16),
+    "I8": (torch.int8, np.int8),
+    "U8": (torch.uint8, np.uint8),
+    "BOOL": (torch.bool, np.bool_),
 }
 _CODES = {torch_dtype: code for code, (torch_dtype, _) in _DTYPES.items()}
 
@@ -46,12 +51,11 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
         if t.dtype not in _CODES:
             raise ValueError(f"cannot store tensor {name} of dtype {t.dtype}")
         data = t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": _CODES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
+        header[name] = {"dtype": _CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * ((8 - len(raw) % 8) % 8)          # align the data section
+    raw += b" " * ((8 - len(raw) % 8) % 8)  # align the data section
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         for chunk in (struct.pack("<Q", len(raw)), raw, *blobs):
             f.write(chunk)
@@ -65,21 +69,23 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     data = path.read_bytes()
     name = path.name
     if data[:2] == b"PK" or data[:1] == b"\x80":
-        raise ModelFileError(f"{name}: this is a pickled PyTorch file, not an LDSeg model file; "
-                             "it is refused because loading a pickle can run code")
+        raise ModelFileError(
+            f"{name}: this is a pickled PyTorch file, not an LDSeg model file; "
+            "it is refused because loading a pickle can run code"
+        )
     if len(data) < 8:
         raise ModelFileError(f"{name}: not an LDSeg model file (too short)")
     (n,) = struct.unpack("<Q", data[:8])
     if n > min(MAX_HEADER, len(data) - 8):
         raise ModelFileError(f"{name}: not an LDSeg model file (bad header size)")
     try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ModelFileError(f"{name}: not an LDSeg model file (unreadable header)") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{name}: not an LDSeg model file (bad header)")
     metadata = header.pop("__metadata__", None) or {}
-    body = memoryview(data)[8 + n:]
+    body = memoryview(data)[8 + n :]
     tensors = {}
     for key, spec in header.items():
         try:
@@ -98,8 +104,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 def save_model(path: Path, config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
     config.validate()
-    metadata = {"format": MAGIC, "format_version": str(config.format_version),
-                "config": json.dumps(config.to_dict())}
+    metadata = {"format": MAGIC, "format_version": str(config.format_version), "config": json.dumps(config.to_dict())}
     write_safetensors(Path(path), state, metadata)
 
 
@@ -121,8 +126,10 @@ def _config_from_metadata(path: Path, metadata: dict[str, str]) -> ModelConfig:
     except ValueError:
         raise ModelFileError(f"{path.name}: corrupt model file (bad format version)") from None
     if version > MODEL_FORMAT_VERSION:
-        raise ModelFileError(f"{path.name}: model format {version} is newer than this LDSeg engine "
-                             f"reads ({MODEL_FORMAT_VERSION}); update LDSeg")
+        raise ModelFileError(
+            f"{path.name}: model format {version} is newer than this LDSeg engine "
+            f"reads ({MODEL_FORMAT_VERSION}); update LDSeg"
+        )
     try:
         return ModelConfig.from_dict(json.loads(metadata["config"]))
     except (KeyError, TypeError, ValueError) as e:

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..errors import ModelFileError, LDSegError
-from .modelfile import load_model_file, read_config
+from ..errors import LDSegError, ModelFileError
 from ..nn import build_network
+from .modelfile import load_model_file, read_config
 
 #: Name of the model used when none is given.
 DEFAULT_MODEL = "hippocampus"
@@ -28,7 +28,7 @@ def user_model_dir() -> Path:
 
 def shipped_model_dirs() -> list[Path]:
     """Models installed with the package, and Resources/Models of a source checkout."""
-    package = Path(__file__).resolve().parents[1]     # ldseg/
+    package = Path(__file__).resolve().parents[1]  # ldseg/
     candidates = [package / "shipped_models", package.parents[1] / "Resources" / "Models"]
     return [p for p in candidates if p.is_dir()]
 
@@ -69,9 +69,11 @@ def resolve_model(spec: str | os.PathLike | None = None) -> Path:
                 matches.append(Path(entry["path"]))
     if not matches:
         known = sorted({p.stem for p, _ in _model_files()})
-        raise ModelFileError(f"no model named {name!r}" + (f" (available: {', '.join(known)})" if known
-                                                          else " and no models are installed"))
-    return matches[-1]   # the user's own copy wins over a shipped one of the same name
+        raise ModelFileError(
+            f"no model named {name!r}"
+            + (f" (available: {', '.join(known)})" if known else " and no models are installed")
+        )
+    return matches[-1]  # the user's own copy wins over a shipped one of the same name
 
 
 def build_model(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> nn.Module:
@@ -84,9 +86,11 @@ def build_model(config: ModelConfig, state: dict[str, torch.Tensor], source: str
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or wrong:
         what = (missing or unexpected or wrong)[0]
-        raise ModelFileError(f"{source}: weights do not match the model configuration "
-                             f"({len(missing)} missing, {len(unexpected)} unexpected, "
-                             f"{len(wrong)} of the wrong shape, e.g. {what})")
+        raise ModelFileError(
+            f"{source}: weights do not match the model configuration "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(wrong)} of the wrong shape, e.g. {what})"
+        )
     model.load_state_dict(state)
     return model.eval()
 

@@ -16,8 +16,16 @@ OVERLAY_ALPHA = 0.4
 PANEL_INCHES = 4.0
 DPI = 100
 # Used for classes beyond the given colour list.
-_FALLBACK_COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
-                    (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)]
+_FALLBACK_COLORS = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+]
 
 
 def pick_slice(labels):
@@ -37,13 +45,11 @@ def _check_inputs(image, labels, sd):
     if image.ndim == labels.ndim:  # single channel given without its axis
         image = image[np.newaxis]
     if image.shape[1:] != labels.shape:
-        raise InputError(f"preview image shape {image.shape} does not match "
-                         f"labels shape {labels.shape}")
+        raise InputError(f"preview image shape {image.shape} does not match labels shape {labels.shape}")
     if sd is not None:
         sd = np.asarray(sd, dtype=np.float64)
         if sd.shape != labels.shape:
-            raise InputError(f"preview SD shape {sd.shape} does not match "
-                             f"labels shape {labels.shape}")
+            raise InputError(f"preview SD shape {sd.shape} does not match labels shape {labels.shape}")
     return image, labels, sd
 
 
@@ -78,8 +84,7 @@ def _overlay_rgba(labels, colors):
 
 
 def _draw_image(ax, shown, title):
-    ax.imshow(shown, cmap=None if shown.ndim == 3 else "gray",
-              interpolation="nearest")
+    ax.imshow(shown, cmap=None if shown.ndim == 3 else "gray", interpolation="nearest")
     ax.set_title(title)
     ax.set_axis_off()
 
@@ -91,8 +96,7 @@ def _draw_overlay(ax, shown, labels, colors):
         mask = labels == cls
         # A contour needs both sides of the level somewhere in the slice.
         if cls > 0 and mask.any() and not mask.all():
-            ax.contour(mask.astype(float), levels=[0.5], linewidths=1.2,
-                       colors=[_class_color(colors, int(cls))])
+            ax.contour(mask.astype(float), levels=[0.5], linewidths=1.2, colors=[_class_color(colors, int(cls))])
 
 
 def _draw_sd(fig, ax, sd):
@@ -124,8 +128,7 @@ def save_preview_png(image, labels, sd, colors, path, *, title=None):
     # Panel height follows the slice's aspect so wide images leave no margins.
     aspect = labels.shape[0] / max(labels.shape[1], 1)
     height = float(np.clip(PANEL_INCHES * aspect, 2.0, 2.0 * PANEL_INCHES))
-    fig = Figure(figsize=(PANEL_INCHES * n_panels, height + 0.8), dpi=DPI,
-                 layout="constrained")
+    fig = Figure(figsize=(PANEL_INCHES * n_panels, height + 0.8), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, n_panels)
     _draw_image(axes[0], shown, "image")

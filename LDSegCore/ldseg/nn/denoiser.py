@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..config import NetworkConfig
 from .layers import SelfAttention, conv
@@ -49,8 +49,9 @@ class Denoiser(nn.Module):
         chans, attn = net.denoiser_channels, net.denoiser_attention
         cin = net.latent_channels + net.image_latent_channels
         self.time_dim = net.time_dim
-        self.time_mlp = nn.Sequential(nn.Linear(net.time_dim, net.time_dim * 4), nn.SiLU(),
-                                      nn.Linear(net.time_dim * 4, net.time_dim * 4))
+        self.time_mlp = nn.Sequential(
+            nn.Linear(net.time_dim, net.time_dim * 4), nn.SiLU(), nn.Linear(net.time_dim * 4, net.time_dim * 4)
+        )
         tdim = net.time_dim * 4
         self.stem = conv(dims, cin, chans[0])
         self.down = nn.ModuleList()
@@ -64,21 +65,23 @@ class Denoiser(nn.Module):
             if level < len(chans) - 1:
                 self.down.append(_Down(dims, prev))
                 skips.append(prev)
-        self.mid = nn.ModuleList([
-            _Stage(dims, prev, prev, tdim, net.denoiser_groups, True, net.attention_heads),
-            _Stage(dims, prev, prev, tdim, net.denoiser_groups, False, net.attention_heads),
-        ])
+        self.mid = nn.ModuleList(
+            [
+                _Stage(dims, prev, prev, tdim, net.denoiser_groups, True, net.attention_heads),
+                _Stage(dims, prev, prev, tdim, net.denoiser_groups, False, net.attention_heads),
+            ]
+        )
         self.up = nn.ModuleList()
         for level in reversed(range(len(chans))):
             c, a = chans[level], attn[level]
             for _ in range(net.denoiser_res_blocks + 1):
-                self.up.append(_Stage(dims, prev + skips.pop(), c, tdim, net.denoiser_groups, a,
-                                      net.attention_heads))
+                self.up.append(_Stage(dims, prev + skips.pop(), c, tdim, net.denoiser_groups, a, net.attention_heads))
                 prev = c
             if level > 0:
                 self.up.append(_Up(dims, prev))
-        self.out = nn.Sequential(nn.GroupNorm(math.gcd(prev, net.denoiser_groups), prev), nn.SiLU(),
-                                 conv(dims, prev, net.latent_channels))
+        self.out = nn.Sequential(
+            nn.GroupNorm(math.gcd(prev, net.denoiser_groups), prev), nn.SiLU(), conv(dims, prev, net.latent_channels)
+        )
         self.multiple = 2 ** (len(chans) - 1)
 
     def forward(self, z_t: torch.Tensor, z_i: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

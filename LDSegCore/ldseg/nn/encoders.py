@@ -50,8 +50,9 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, dims: int, channels: int, net: NetworkConfig):
         super().__init__()
-        self.encoder = _Encoder(dims, channels, net.image_latent_channels, net,
-                                attention_levels=2 if net.image_attention else 0)
+        self.encoder = _Encoder(
+            dims, channels, net.image_latent_channels, net, attention_levels=2 if net.image_attention else 0
+        )
         self.final = net.image_latent_norm
         if self.final == "batch":
             self.norm = norm("batch", net.image_latent_channels)

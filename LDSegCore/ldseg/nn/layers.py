@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def conv(dims: int, cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
@@ -46,8 +46,11 @@ class ResBlock(nn.Module):
     def __init__(self, dims: int, cin: int, cout: int, norm_kind: str = "group", dropout: float = 0.0):
         super().__init__()
         self.body = nn.Sequential(
-            conv(dims, cin, cout), norm(norm_kind, cout), nn.SiLU(),
-            conv(dims, cout, cout), norm(norm_kind, cout),
+            conv(dims, cin, cout),
+            norm(norm_kind, cout),
+            nn.SiLU(),
+            conv(dims, cout, cout),
+            norm(norm_kind, cout),
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
         )
         self.skip = conv(dims, cin, cout, kernel=1) if cin != cout else nn.Identity()

@@ -4,8 +4,8 @@ label decoder, built from a :class:`~ldseg.config.ModelConfig`."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..config import ModelConfig
 from ..diffusion.schedule import standardize
@@ -24,7 +24,7 @@ class LDSegNet(nn.Module):
         self.image_encoder = ImageEncoder(dims, config.preprocessing.channels, net)
         self.denoiser = Denoiser(dims, net)
         self.decoder = LabelDecoder(dims, config.num_classes, net)
-        self.denoiser_fp32 = False     # set by the trainer on the CPU
+        self.denoiser_fp32 = False  # set by the trainer on the CPU
 
     def encode_label(self, labels: torch.Tensor) -> torch.Tensor:
         """Class-index map (B, *grid) -> standardized label latent z_0."""
@@ -41,8 +41,15 @@ class LDSegNet(nn.Module):
         """Latent -> class logits on the model grid."""
         return self.decoder(z)
 
-    def forward(self, image: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor,
-                t: torch.Tensor, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor):
+    def forward(
+        self,
+        image: torch.Tensor,
+        labels: torch.Tensor,
+        noise: torch.Tensor,
+        t: torch.Tensor,
+        sqrt_ab: torch.Tensor,
+        sqrt_1m_ab: torch.Tensor,
+    ):
         """One end-to-end training pass (paper, Algorithm 1).
 
         ``noise`` is drawn independently per sample by the caller; ``sqrt_ab``
@@ -61,7 +68,7 @@ class LDSegNet(nn.Module):
         else:
             eps_hat = self.denoiser(z_t, z_i, t)
         if self.config.diffusion.decoder_input == "paper":
-            z_dn = z_t - eps_hat                         # eq. 12: subtract the predicted noise
+            z_dn = z_t - eps_hat  # eq. 12: subtract the predicted noise
         else:
             # x0 estimate, standardized as the sampler does at inference
             z_dn = standardize((z_t - sqrt_1m_ab * eps_hat) / sqrt_ab)

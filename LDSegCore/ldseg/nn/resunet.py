@@ -58,7 +58,7 @@ class ResUNet(nn.Module):
         for down, block in zip(self.down, self.encoder):
             x = block(down(x))
             skips.append(x)
-        x = skips.pop()                      # the bottleneck feeds decoder level 0 directly
+        x = skips.pop()  # the bottleneck feeds decoder level 0 directly
         for level, (up, block) in enumerate(zip(self.up, self.decoder)):
             if level > 0:
                 x = torch.cat([up(x), skips.pop()], dim=1)

@@ -23,7 +23,9 @@ def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0)
     return 1 - dice.mean()
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+def segmentation_loss(
+    logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy, Dice loss); the caller weights Dice by gamma."""
     ce = F.cross_entropy(logits.float(), labels)
     return ce, soft_dice_loss(logits, labels)

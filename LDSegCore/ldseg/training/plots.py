@@ -43,15 +43,19 @@ def _draw_losses(ax, log_rows):
     for key in _loss_keys(log_rows):
         epochs, values = _series(log_rows, key, positive_only=True)
         if values:
-            ax.plot(epochs, values, marker="." if len(values) < 30 else None,
-                    label=key, linewidth=2.0 if key == "loss" else 1.2)
+            ax.plot(
+                epochs,
+                values,
+                marker="." if len(values) < 30 else None,
+                label=key,
+                linewidth=2.0 if key == "loss" else 1.2,
+            )
             drawn = True
     if drawn:
         ax.set_yscale("log")
         ax.legend(fontsize="small")
     else:
-        ax.text(0.5, 0.5, "no loss values", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no loss values", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title("training losses")
@@ -61,15 +65,18 @@ def _draw_losses(ax, log_rows):
 def _draw_dice(ax, log_rows):
     epochs, values = _series(log_rows, "val_dice")
     if values:
-        ax.plot(epochs, values, marker="." if len(values) < 30 else None,
-                color="tab:green")
+        ax.plot(epochs, values, marker="." if len(values) < 30 else None, color="tab:green")
         best = max(range(len(values)), key=values.__getitem__)
-        ax.scatter([epochs[best]], [values[best]], color="tab:red", zorder=3,
-                   label=f"best {values[best]:.4f} (epoch {epochs[best]})")
+        ax.scatter(
+            [epochs[best]],
+            [values[best]],
+            color="tab:red",
+            zorder=3,
+            label=f"best {values[best]:.4f} (epoch {epochs[best]})",
+        )
         ax.legend(fontsize="small", loc="lower right")
     else:
-        ax.text(0.5, 0.5, "no validation Dice", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no validation Dice", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("epoch")
     ax.set_ylabel("Dice")
     ax.set_title("validation Dice")

@@ -9,18 +9,32 @@ import numpy as np
 
 from ..config import DiffusionConfig, ModelConfig, NetworkConfig
 from ..data.dataset import CasePair
+from ..data.preprocess import Preprocessing
 from ..errors import InputError
 from ..io.images import read_image, read_label
-from ..data.preprocess import Preprocessing
 
 PRESETS: dict[str, dict] = {
     # Small enough to train in minutes on a laptop CPU (tests, quick looks).
-    "tiny": dict(encoder_widths=(8, 16, 32), decoder_widths=(32, 16, 8), latent_channels=2,
-                 image_latent_channels=4, denoiser_channels=(16, 32), denoiser_attention=(False, True),
-                 denoiser_res_blocks=1, time_dim=32, attention_heads=4),
+    "tiny": dict(
+        encoder_widths=(8, 16, 32),
+        decoder_widths=(32, 16, 8),
+        latent_channels=2,
+        image_latent_channels=4,
+        denoiser_channels=(16, 32),
+        denoiser_attention=(False, True),
+        denoiser_res_blocks=1,
+        time_dim=32,
+        attention_heads=4,
+    ),
     # A CPU-friendly model: 3 down-samplings (latent 1/8 per axis).
-    "small": dict(encoder_widths=(16, 32, 64, 64), decoder_widths=(64, 64, 32, 16), latent_channels=2,
-                  image_latent_channels=4, denoiser_channels=(32, 64), denoiser_attention=(False, True)),
+    "small": dict(
+        encoder_widths=(16, 32, 64, 64),
+        decoder_widths=(64, 64, 32, 16),
+        latent_channels=2,
+        image_latent_channels=4,
+        denoiser_channels=(32, 64),
+        denoiser_attention=(False, True),
+    ),
     # The authors' reference sizes: 4 down-samplings, 1 latent channel.
     "paper": dict(),
 }
@@ -38,8 +52,7 @@ def network_preset(name: str, downsamplings: int | None = None, **overrides) -> 
     if downsamplings is None or downsamplings == net.downsamplings:
         return net
     if not 1 <= downsamplings <= net.downsamplings:
-        raise InputError(f"size {name!r} has 1 to {net.downsamplings} down-samplings, "
-                         f"not {downsamplings}")
+        raise InputError(f"size {name!r} has 1 to {net.downsamplings} down-samplings, not {downsamplings}")
     levels = downsamplings + 1
     net.encoder_widths = net.encoder_widths[:levels]
     net.decoder_widths = net.decoder_widths[-levels:]
@@ -54,11 +67,20 @@ def infer_grid(shapes: Sequence[Sequence[int]], multiple: int, max_side: int) ->
     return tuple(int(max(multiple, multiple * round(s * scale / multiple))) for s in median)
 
 
-def config_for_dataset(pairs: Sequence[CasePair], *, size: str = "small", grid: Sequence[int] | None = None,
-                       class_names: Sequence[str] | None = None, label_values: Sequence[int] | None = None,
-                       intensity: str = "minmax", name: str = "ldseg-model", modality: str = "",
-                       diffusion: DiffusionConfig | None = None, architecture: str = "ldseg",
-                       downsamplings: int | None = None) -> ModelConfig:
+def config_for_dataset(
+    pairs: Sequence[CasePair],
+    *,
+    size: str = "small",
+    grid: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    label_values: Sequence[int] | None = None,
+    intensity: str = "minmax",
+    name: str = "ldseg-model",
+    modality: str = "",
+    diffusion: DiffusionConfig | None = None,
+    architecture: str = "ldseg",
+    downsamplings: int | None = None,
+) -> ModelConfig:
     """A new model's config from its training data: dims and channels from the
     images, label values found in the labels (unless given), grid from the
     case sizes (unless given)."""
@@ -76,16 +98,28 @@ def config_for_dataset(pairs: Sequence[CasePair], *, size: str = "small", grid: 
     # Self-attention over a 3D stage's tens of thousands of voxels costs far
     # more memory than it is worth (the authors' 3D model has none either).
     net = network_preset(size, downsamplings, image_attention=first.dims == 2)
-    multiple = 2 ** net.downsamplings
+    multiple = 2**net.downsamplings
     if grid is None:
         grid = infer_grid(shapes, multiple, DEFAULT_MAX_SIDE[first.dims])
     names = tuple(class_names) if class_names else ("background",) + tuple(f"label {v}" for v in values[1:])
     if len(names) != len(values):
         raise InputError(f"{len(names)} class names given for {len(values)} classes (label values {values})")
-    pre = Preprocessing(dims=first.dims, channels=first.channels, grid=tuple(int(g) for g in grid),
-                        intensity=intensity, label_values=values)
-    config = ModelConfig(preprocessing=pre, class_names=names, name=name, modality=modality,
-                         network=net, diffusion=diffusion or DiffusionConfig(), architecture=architecture)
+    pre = Preprocessing(
+        dims=first.dims,
+        channels=first.channels,
+        grid=tuple(int(g) for g in grid),
+        intensity=intensity,
+        label_values=values,
+    )
+    config = ModelConfig(
+        preprocessing=pre,
+        class_names=names,
+        name=name,
+        modality=modality,
+        network=net,
+        diffusion=diffusion or DiffusionConfig(),
+        architecture=architecture,
+    )
     try:
         config.validate()
     except ValueError as e:

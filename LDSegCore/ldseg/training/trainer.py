@@ -37,18 +37,18 @@ import torch.distributed as dist
 from torch import nn
 
 from ..config import ModelConfig
+from ..data.augment import random_flip
 from ..device import autocast, describe, use_bf16
 from ..diffusion.schedule import NoiseSchedule
 from ..errors import InputError, LDSegError
-from .losses import segmentation_loss
-from ..io.atomic import write_bytes_atomic
-from ..data.augment import random_flip
 from ..evaluation.metrics import dice_per_class
+from ..inference.sampling import SamplingOptions, forward_probabilities, sample_probabilities
+from ..io.atomic import write_bytes_atomic
 from ..io.modelfile import save_model
 from ..nn import build_network
 from ..nn.ldseg_net import LDSegNet
 from ..progress import null_progress
-from ..inference.sampling import SamplingOptions, forward_probabilities, sample_probabilities
+from .losses import segmentation_loss
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "best.safetensors"
@@ -63,21 +63,21 @@ class TrainOptions:
     epochs: int = 100
     batch_size: int = 4
     lr: float = 1e-3
-    lr_decay: float = 0.99          # per epoch (exponential decay, paper)
-    gamma: float = 2.0              # Dice loss weight
-    lam: float = 1.0                # noise MSE weight
-    latent_l1: float = 0.0          # SDSeg latent-estimation loss weight (0: off)
+    lr_decay: float = 0.99  # per epoch (exponential decay, paper)
+    gamma: float = 2.0  # Dice loss weight
+    lam: float = 1.0  # noise MSE weight
+    latent_l1: float = 0.0  # SDSeg latent-estimation loss weight (0: off)
     ema_decay: float = 0.999
-    augment: bool = True            # random flips
+    augment: bool = True  # random flips
     seed: int = 0
-    precision: str = "auto"         # auto | fp32 | bf16
+    precision: str = "auto"  # auto | fp32 | bf16
     val_samples: int = 1
     val_steps: int = 2
     validate_every: int = 1
 
 
 def _seed_for(seed: int, epoch: int, rank: int, stream: int) -> int:
-    return (seed * 1_000_003 + epoch * 7919 + rank * 104_729 + stream * 15_485_863) % (2 ** 63)
+    return (seed * 1_000_003 + epoch * 7919 + rank * 104_729 + stream * 15_485_863) % (2**63)
 
 
 class EMA:
@@ -109,10 +109,18 @@ def inference_view(model: LDSegNet, denoiser: nn.Module) -> LDSegNet:
 
 
 class Trainer:
-    def __init__(self, config: ModelConfig, train_set, val_set, options: TrainOptions,
-                 run_dir: Path, device: torch.device, *,
-                 init_state: dict[str, torch.Tensor] | None = None,
-                 progress: Callable[..., None] = null_progress):
+    def __init__(
+        self,
+        config: ModelConfig,
+        train_set,
+        val_set,
+        options: TrainOptions,
+        run_dir: Path,
+        device: torch.device,
+        *,
+        init_state: dict[str, torch.Tensor] | None = None,
+        progress: Callable[..., None] = null_progress,
+    ):
         config.validate()
         if len(train_set) == 0:
             raise InputError("no training cases")
@@ -126,17 +134,17 @@ class Trainer:
         self.bf16 = use_bf16(device, options.precision)
         self.schedule = NoiseSchedule(config.diffusion.schedule_config())
 
-        torch.manual_seed(options.seed)            # same initial weights on every rank
+        torch.manual_seed(options.seed)  # same initial weights on every rank
         self.model = build_network(config).to(device)
         if init_state is not None:
             load_matching(self.model, init_state)
-        self.ema: EMA | None = None                # the Res-UNet baseline has none
+        self.ema: EMA | None = None  # the Res-UNet baseline has none
         if config.uses_diffusion:
             self.model.denoiser_fp32 = device.type == "cpu"
             self.ema = EMA(self.model.denoiser, options.ema_decay)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, options.lr_decay)
-        self.net = (nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model)
+        self.net = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.epoch = 0
         self.skipped = 0
         self.best_dice = -1.0
@@ -148,10 +156,13 @@ class Trainer:
         state = {
             "config": json.dumps(self.config.to_dict()),
             "options": json.dumps(asdict(self.options)),
-            "epoch": self.epoch, "best_dice": self.best_dice, "best_epoch": self.best_epoch,
+            "epoch": self.epoch,
+            "best_dice": self.best_dice,
+            "best_epoch": self.best_epoch,
             "log": json.dumps(self.log),
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
         }
         if self.ema is not None:
             state["ema_updates"] = self.ema.updates
@@ -165,11 +176,12 @@ class Trainer:
             return False
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:   # a truncated or foreign file
+        except Exception as e:  # a truncated or foreign file
             raise LDSegError(f"{path}: cannot resume from this checkpoint ({type(e).__name__})") from None
         if _normalized_config(state["config"]) != json.loads(json.dumps(self.config.to_dict())):
-            raise LDSegError(f"{path}: the checkpoint belongs to a different model configuration; "
-                             "use another run folder")
+            raise LDSegError(
+                f"{path}: the checkpoint belongs to a different model configuration; use another run folder"
+            )
         self.model.load_state_dict(state["model"])
         if self.ema is not None:
             self.ema.module.load_state_dict(state["ema"])
@@ -194,11 +206,16 @@ class Trainer:
 
     def save_model(self, path: Path) -> None:
         config = copy.deepcopy(self.config)
-        config.training = {**config.training, "epochs": self.epoch, "best_epoch": self.best_epoch,
-                           "best_val_dice": round(self.best_dice, 4) if self.best_dice >= 0 else None,
-                           "train_cases": len(self.train_set), "world_size": self.world,
-                           "val_cases": len(self.val_set) if self.val_set is not None else 0,
-                           "options": asdict(self.options)}
+        config.training = {
+            **config.training,
+            "epochs": self.epoch,
+            "best_epoch": self.best_epoch,
+            "best_val_dice": round(self.best_dice, 4) if self.best_dice >= 0 else None,
+            "train_cases": len(self.train_set),
+            "world_size": self.world,
+            "val_cases": len(self.val_set) if self.val_set is not None else 0,
+            "options": asdict(self.options),
+        }
         save_model(path, config, self.inference_state())
 
     # -- training --------------------------------------------------------------
@@ -206,17 +223,17 @@ class Trainer:
         g = torch.Generator().manual_seed(_seed_for(self.options.seed, self.epoch, 0, 0))
         order = torch.randperm(len(self.train_set), generator=g).tolist()
         shard_len = math.ceil(len(order) / self.world)
-        padded = (order * (1 + shard_len * self.world // max(1, len(order))))[:shard_len * self.world]
-        shard = padded[self.rank::self.world]
+        padded = (order * (1 + shard_len * self.world // max(1, len(order))))[: shard_len * self.world]
+        shard = padded[self.rank :: self.world]
         bs = self.options.batch_size
-        return [shard[i:i + bs] for i in range(0, len(shard), bs)]
+        return [shard[i : i + bs] for i in range(0, len(shard), bs)]
 
     def _train_epoch(self) -> dict[str, float]:
         opts = self.options
         seeds = [_seed_for(opts.seed, self.epoch, self.rank, s) for s in (1, 2, 3)]
         aug_gen = torch.Generator().manual_seed(seeds[0])
         noise_gen = torch.Generator().manual_seed(seeds[1])
-        torch.manual_seed(seeds[2])                # dropout
+        torch.manual_seed(seeds[2])  # dropout
         self.model.train()
         sums: dict[str, float] = {}
         batches = self._epoch_batches()
@@ -232,17 +249,20 @@ class Trainer:
             else:
                 loss, terms = self._direct_loss(images, labels)
             if not torch.isfinite(loss):
-                raise LDSegError(f"training diverged at epoch {self.epoch + 1} (loss is {loss.item()}); "
-                                 "lower the learning rate")
+                raise LDSegError(
+                    f"training diverged at epoch {self.epoch + 1} (loss is {loss.item()}); lower the learning rate"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if not self._gradients_finite():
                 # skip the update, as a grad scaler would; only a run of them is fatal
                 self.skipped += 1
                 if self.skipped >= MAX_SKIPPED_STEPS:
-                    raise LDSegError(f"training diverged at epoch {self.epoch + 1} (non-finite gradients "
-                                     f"in {self.skipped} steps in a row); lower the learning rate or "
-                                     "use --precision fp32")
+                    raise LDSegError(
+                        f"training diverged at epoch {self.epoch + 1} (non-finite gradients "
+                        f"in {self.skipped} steps in a row); lower the learning rate or "
+                        "use --precision fp32"
+                    )
                 continue
             self.skipped = 0
             self.optimizer.step()
@@ -252,20 +272,24 @@ class Trainer:
             done += 1
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
-            self.progress("train", (self.epoch + (step + 1) / len(batches)) / opts.epochs,
-                          f"epoch {self.epoch + 1}/{opts.epochs} loss {float(loss.detach()):.4f}")
+            self.progress(
+                "train",
+                (self.epoch + (step + 1) / len(batches)) / opts.epochs,
+                f"epoch {self.epoch + 1}/{opts.epochs} loss {float(loss.detach()):.4f}",
+            )
         self.scheduler.step()
         return {k: v / max(1, done) for k, v in sums.items()}
 
-    def _diffusion_loss(self, images: torch.Tensor, labels: torch.Tensor,
-                        noise_gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _diffusion_loss(
+        self, images: torch.Tensor, labels: torch.Tensor, noise_gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """LDSeg (Algorithm 1): CE + gamma * Dice on the decoded z_t - eps_hat,
         + lambda * noise MSE (+ SDSeg's latent L1); t and noise per sample."""
         opts, dev = self.options, self.device
         b = images.shape[0]
         t = self.schedule.sample_timesteps(b, noise_gen)
         latent = (b, self.config.network.latent_channels, *self.config.latent_grid)
-        noise = torch.randn(latent, generator=noise_gen)         # independent per sample
+        noise = torch.randn(latent, generator=noise_gen)  # independent per sample
         ab = self.schedule.alpha_bar[t].float().view(b, *([1] * (len(latent) - 1)))
         images, labels, t, noise, ab = (x.to(dev) for x in (images, labels, t, noise, ab))
         with autocast(dev, self.bf16):
@@ -281,8 +305,7 @@ class Trainer:
             terms["loss_latent"] = l1
         return loss, terms
 
-    def _direct_loss(self, images: torch.Tensor,
-                     labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _direct_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The Res-UNet baseline: the same CE + gamma * Dice on its logits,
         no diffusion terms."""
         images, labels = images.to(self.device), labels.to(self.device)
@@ -305,9 +328,14 @@ class Trainer:
             return float("nan")
         view = inference_view(self.model, self.ema.module) if self.ema is not None else self.model
         view.eval()
-        opts = SamplingOptions(samples=self.options.val_samples, steps=self.options.val_steps,
-                               restandardize=self.config.diffusion.restandardize,
-                               sampler=self.config.diffusion.sampler, seed=0, bf16=self.bf16)
+        opts = SamplingOptions(
+            samples=self.options.val_samples,
+            steps=self.options.val_steps,
+            restandardize=self.config.diffusion.restandardize,
+            sampler=self.config.diffusion.sampler,
+            seed=0,
+            bf16=self.bf16,
+        )
         scores = []
         for i in range(len(dataset)):
             image, labels = dataset[i]
@@ -328,16 +356,22 @@ class Trainer:
         opts = self.options
         if self.rank == 0:
             what = "" if self.config.uses_diffusion else "the Res-UNet baseline "
-            self.progress("train", self.epoch / opts.epochs,
-                          f"training {what}on {describe(self.device)}{' with bf16' if self.bf16 else ''}")
+            self.progress(
+                "train",
+                self.epoch / opts.epochs,
+                f"training {what}on {describe(self.device)}{' with bf16' if self.bf16 else ''}",
+            )
         while self.epoch < opts.epochs:
             start = time.perf_counter()
             losses = self._train_epoch()
             self.epoch += 1
             if self.rank != 0:
                 continue
-            row: dict[str, Any] = {"epoch": self.epoch, **{k: round(v, 6) for k, v in losses.items()},
-                                   "lr": self.scheduler.get_last_lr()[0]}
+            row: dict[str, Any] = {
+                "epoch": self.epoch,
+                **{k: round(v, 6) for k, v in losses.items()},
+                "lr": self.scheduler.get_last_lr()[0],
+            }
             has_val = self.val_set is not None and len(self.val_set) > 0
             if has_val and (self.epoch % opts.validate_every == 0 or self.epoch == opts.epochs):
                 row["val_dice"] = round(self.validate(), 6)
@@ -351,10 +385,15 @@ class Trainer:
             self._save_checkpoint()
             self._write_log()
             extra = {k: row[k] for k in ("loss", "val_dice") if k in row}
-            self.progress("train", self.epoch / opts.epochs,
-                          f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f}"
-                          + (f" val Dice {row['val_dice']:.3f}" if "val_dice" in row else ""),
-                          epoch=self.epoch, epochs=opts.epochs, **extra)
+            self.progress(
+                "train",
+                self.epoch / opts.epochs,
+                f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f}"
+                + (f" val Dice {row['val_dice']:.3f}" if "val_dice" in row else ""),
+                epoch=self.epoch,
+                epochs=opts.epochs,
+                **extra,
+            )
             if on_epoch is not None:
                 on_epoch(row)
         if self.rank == 0:
@@ -365,8 +404,9 @@ class Trainer:
         write_bytes_atomic(self.run_dir / LOG, text.encode())
         try:
             from .plots import save_training_curves
+
             save_training_curves(self.log, self.run_dir / CURVES)
-        except ImportError:      # matplotlib missing: the JSON log is still there
+        except ImportError:  # matplotlib missing: the JSON log is still there
             pass
 
 

@@ -23,8 +23,8 @@ PROTECTED = ("numpy", "SimpleITK", "vtk")
 
 @dataclasses.dataclass(frozen=True)
 class Requirement:
-    distribution: str   # pip name
-    module: str         # import name
+    distribution: str  # pip name
+    module: str  # import name
     specifier: str = ""
 
     @property
@@ -81,22 +81,26 @@ def engineVersion(findSpec=importlib.util.find_spec):
 def versionMismatch(moduleVersion, engineVersionText):
     """A user-facing sentence when module and engine disagree on major.minor, else None."""
     if engineVersionText is None:
-        return ("The LDSeg engine (ldseg) is not installed with this module. Reinstall the LDSeg extension "
-                "from the Extensions Manager.")
+        return (
+            "The LDSeg engine (ldseg) is not installed with this module. Reinstall the LDSeg extension "
+            "from the Extensions Manager."
+        )
     if _versionTuple(moduleVersion)[:2] != _versionTuple(engineVersionText)[:2]:
         newer = "module" if _versionTuple(moduleVersion) > _versionTuple(engineVersionText) else "engine"
-        return (f"Version mismatch: the LDSeg module is {moduleVersion} but its engine (ldseg) is "
-                f"{engineVersionText}. The {'engine' if newer == 'module' else 'module'} is older: update the "
-                "LDSeg extension in the Extensions Manager (and restart Slicer) so both come from the same release.")
+        return (
+            f"Version mismatch: the LDSeg module is {moduleVersion} but its engine (ldseg) is "
+            f"{engineVersionText}. The {'engine' if newer == 'module' else 'module'} is older: update the "
+            "LDSeg extension in the Extensions Manager (and restart Slicer) so both come from the same release."
+        )
     return None
 
 
 @dataclasses.dataclass
 class DependencyReport:
-    missing: list            # Requirement not installed
-    outdated: list           # (Requirement, installed version)
+    missing: list  # Requirement not installed
+    outdated: list  # (Requirement, installed version)
     engineVersion: str
-    mismatch: str            # sentence or None
+    mismatch: str  # sentence or None
     torchVersion: str
 
     @property
@@ -114,14 +118,20 @@ class DependencyReport:
         if self.missing:
             lines.append("Missing: " + ", ".join(r.pip for r in self.missing))
         if self.outdated:
-            lines.append("Too old: " + ", ".join(f"{r.distribution} {v} (needs {r.specifier})" for r, v in self.outdated))
+            lines.append(
+                "Too old: " + ", ".join(f"{r.distribution} {v} (needs {r.specifier})" for r, v in self.outdated)
+            )
         if not lines:
             lines.append(f"Ready: engine {self.engineVersion}, torch {self.torchVersion}.")
         return "\n".join(lines)
 
 
-def checkDependencies(requirements=ENGINE_REQUIREMENTS, findSpec=importlib.util.find_spec,
-                      versionOf=installedVersion, moduleVersion=MODULE_VERSION):
+def checkDependencies(
+    requirements=ENGINE_REQUIREMENTS,
+    findSpec=importlib.util.find_spec,
+    versionOf=installedVersion,
+    moduleVersion=MODULE_VERSION,
+):
     missing, outdated = [], []
     for requirement in requirements:
         if findSpec(requirement.module) is None:
@@ -131,8 +141,13 @@ def checkDependencies(requirements=ENGINE_REQUIREMENTS, findSpec=importlib.util.
         if version and not satisfies(version, requirement.specifier):
             outdated.append((requirement, version))
     engine = engineVersion(findSpec)
-    return DependencyReport(missing, outdated, engine, versionMismatch(moduleVersion, engine),
-                            versionOf("torch") if findSpec("torch") is not None else None)
+    return DependencyReport(
+        missing,
+        outdated,
+        engine,
+        versionMismatch(moduleVersion, engine),
+        versionOf("torch") if findSpec("torch") is not None else None,
+    )
 
 
 def protectedConstraints(versionOf=installedVersion):
@@ -159,8 +174,11 @@ def confirmationText(report):
         parts.append(f"PyTorch ({torch.pip}), through the PyTorch extension: a large download (1-3 GB with CUDA)")
     if others:
         parts.append("Python packages: " + ", ".join(others))
-    return ("LDSeg needs to install:\n- " + "\n- ".join(parts) +
-            "\n\nSlicer's own SimpleITK, numpy and VTK stay as they are. Install now?")
+    return (
+        "LDSeg needs to install:\n- "
+        + "\n- ".join(parts)
+        + "\n\nSlicer's own SimpleITK, numpy and VTK stay as they are. Install now?"
+    )
 
 
 def installMissing(report, confirm, pipInstall, installTorch=None, versionOf=installedVersion):

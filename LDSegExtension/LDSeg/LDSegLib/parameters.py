@@ -21,9 +21,9 @@ except ImportError:  # slicer-core / plain Python: same annotations, no wrapping
         def __init__(self, choices):
             self.choices = list(choices)
 
+
 try:
-    from slicer import (vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode,
-                        vtkMRMLSegmentationNode)
+    from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 except ImportError:  # documentation builds without MRML
     vtkMRMLMarkupsROINode = vtkMRMLScalarVolumeNode = vtkMRMLSegmentationNode = object
 
@@ -38,6 +38,7 @@ class LDSegParameterNode:
     Review: segmentation, uncertainty, sdOpacity, sdThreshold.
     Fine-tune: epochs, learningRate, trainingFolder.
     """
+
     inputVolume: vtkMRMLScalarVolumeNode
     roi: vtkMRMLMarkupsROINode
     useRoi: bool = False
@@ -65,7 +66,13 @@ if parameterNodeWrapper is not None:
 
 def segmentSettings(parameterNode):
     """The run settings of the parameter node's current values."""
-    return SegmentSettings(model=parameterNode.model, device=parameterNode.device, steps=parameterNode.steps,
-                           samples=parameterNode.samples, seed=parameterNode.seed,
-                           probabilities=parameterNode.probabilities, sdThreshold=parameterNode.sdThreshold,
-                           sdOpacity=parameterNode.sdOpacity)
+    return SegmentSettings(
+        model=parameterNode.model,
+        device=parameterNode.device,
+        steps=parameterNode.steps,
+        samples=parameterNode.samples,
+        seed=parameterNode.seed,
+        probabilities=parameterNode.probabilities,
+        sdThreshold=parameterNode.sdThreshold,
+        sdOpacity=parameterNode.sdOpacity,
+    )

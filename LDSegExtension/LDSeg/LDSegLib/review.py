@@ -7,10 +7,9 @@ engine's files: each segment is exported on the SD volume's grid.
 import dataclasses
 
 import numpy as np
+import slicer
 import vtk
 from vtk.util import numpy_support
-
-import slicer
 
 from . import sceneio
 
@@ -31,8 +30,13 @@ class SegmentStatistics:
 
     def row(self):
         """Cells of the review table, as displayed."""
-        return [self.name, f"{self.volumeMl:.3f}", f"{self.meanSd:.4f}", f"{self.maxSd:.4f}",
-                f"{100.0 * self.fractionAboveThreshold:.1f} %"]
+        return [
+            self.name,
+            f"{self.volumeMl:.3f}",
+            f"{self.meanSd:.4f}",
+            f"{self.maxSd:.4f}",
+            f"{100.0 * self.fractionAboveThreshold:.1f} %",
+        ]
 
 
 TABLE_HEADER = ["Segment", "Volume (mL)", "Mean SD", "Max SD", "Voxels > SD threshold"]
@@ -52,7 +56,8 @@ def segmentMask(segmentationNode, segmentId, referenceVolumeNode):
     scene.AddNode(labelmapNode)
     try:
         ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-            segmentationNode, ids, labelmapNode, referenceVolumeNode, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+            segmentationNode, ids, labelmapNode, referenceVolumeNode, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
+        )
         if not ok:
             raise RuntimeError(f"Could not export segment {segmentation.GetSegment(segmentId).GetName()}.")
         return sceneio.arrayFromImage(labelmapNode) > 0
@@ -74,11 +79,17 @@ def segmentStatistics(segmentationNode, sdVolumeNode, threshold, includeUncertai
         mask = segmentMask(segmentationNode, segmentId, sdVolumeNode)
         count = int(mask.sum())
         values = sd[mask]
-        rows.append(SegmentStatistics(
-            segmentId=segmentId, name=segment.GetName(), voxels=count, volumeMl=count * voxelMl,
-            meanSd=float(values.mean()) if count else 0.0,
-            maxSd=float(values.max()) if count else 0.0,
-            fractionAboveThreshold=float((values > threshold).mean()) if count else 0.0))
+        rows.append(
+            SegmentStatistics(
+                segmentId=segmentId,
+                name=segment.GetName(),
+                voxels=count,
+                volumeMl=count * voxelMl,
+                meanSd=float(values.mean()) if count else 0.0,
+                maxSd=float(values.max()) if count else 0.0,
+                fractionAboveThreshold=float((values > threshold).mean()) if count else 0.0,
+            )
+        )
     return rows
 
 
@@ -87,6 +98,7 @@ def _isUncertainSegment(segment):
 
 
 # --------------------------------------------------------------------------- uncertain regions
+
 
 @dataclasses.dataclass
 class UncertainRegion:
@@ -137,11 +149,18 @@ def uncertainRegions(sdVolumeNode, threshold, maxRegions=100):
         peakFlat = members[np.argmax(sdFlat[members])]
         pk, pj, pi = np.unravel_index(peakFlat, sd.shape)
         centroid = (ci[label] / size, cj[label] / size, ck[label] / size)
-        regions.append(UncertainRegion(
-            voxels=size, meanSd=float(sums[label] / size), maxSd=float(sdFlat[peakFlat]), sumSd=float(sums[label]),
-            centroidIjk=centroid, centroidRas=tuple((matrix @ np.array([*centroid, 1.0]))[:3]),
-            peakIjk=(int(pi), int(pj), int(pk)),
-            peakRas=tuple((matrix @ np.array([pi, pj, pk, 1.0]))[:3])))
+        regions.append(
+            UncertainRegion(
+                voxels=size,
+                meanSd=float(sums[label] / size),
+                maxSd=float(sdFlat[peakFlat]),
+                sumSd=float(sums[label]),
+                centroidIjk=centroid,
+                centroidRas=tuple((matrix @ np.array([*centroid, 1.0]))[:3]),
+                peakIjk=(int(pi), int(pj), int(pk)),
+                peakRas=tuple((matrix @ np.array([pi, pj, pk, 1.0]))[:3]),
+            )
+        )
     regions.sort(key=lambda r: (-r.sumSd, -r.maxSd))
     return regions[:maxRegions]
 
@@ -178,12 +197,15 @@ class UncertainRegionNavigator:
         region = self.current()
         if region is None:
             return "No region above the SD threshold." if not self.regions else ""
-        return (f"Region {self.index + 1} of {len(self.regions)}: {region.voxels} voxels, "
-                f"mean SD {region.meanSd:.3f}, max SD {region.maxSd:.3f}")
+        return (
+            f"Region {self.index + 1} of {len(self.regions)}: {region.voxels} voxels, "
+            f"mean SD {region.meanSd:.3f}, max SD {region.maxSd:.3f}"
+        )
 
 
-def createUncertainSegment(segmentationNode, sdVolumeNode, threshold, name=UNCERTAIN_SEGMENT_NAME,
-                           color=UNCERTAIN_SEGMENT_COLOR):
+def createUncertainSegment(
+    segmentationNode, sdVolumeNode, threshold, name=UNCERTAIN_SEGMENT_NAME, color=UNCERTAIN_SEGMENT_COLOR
+):
     """Add (or replace) an editable segment of the voxels with SD > ``threshold``; returns its ID."""
     scene = segmentationNode.GetScene()
     segmentation = segmentationNode.GetSegmentation()
@@ -199,13 +221,18 @@ def createUncertainSegment(segmentationNode, sdVolumeNode, threshold, name=UNCER
     scene.AddNode(labelmapNode)
     try:
         if mask.any():
-            ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode)
+            ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
+                labelmapNode, segmentationNode
+            )
             if not ok:
                 raise RuntimeError("Could not create the uncertain segment.")
     finally:
         scene.RemoveNode(labelmapNode)
-    added = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())
-             if segmentation.GetNthSegmentID(n) not in before]
+    added = [
+        segmentation.GetNthSegmentID(n)
+        for n in range(segmentation.GetNumberOfSegments())
+        if segmentation.GetNthSegmentID(n) not in before
+    ]
     segmentId = added[0] if added else segmentation.AddEmptySegment("", name, color)
     segment = segmentation.GetSegment(segmentId)
     segment.SetName(name)

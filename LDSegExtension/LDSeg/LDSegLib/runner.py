@@ -70,9 +70,11 @@ def parseProgressLine(line):
 
 # --------------------------------------------------------------------------- locating the engine
 
+
 def insideSlicer():
     try:
         import slicer
+
         return hasattr(slicer, "app")
     except ImportError:
         return False
@@ -111,8 +113,14 @@ def engineCommand(python=None):
 
 def runEngineQuick(args, python=None, env=None, timeout=120):
     """Run a short engine command (``models``, ``info``) to completion; returns stdout. Raises on failure."""
-    completed = subprocess.run(engineCommand(python) + list(args), env=env or engineEnvironment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    completed = subprocess.run(
+        engineCommand(python) + list(args),
+        env=env or engineEnvironment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
     if completed.returncode != 0:
         lines = [ln for ln in completed.stderr.strip().splitlines() if ln.strip()]
         raise RuntimeError(lines[-1] if lines else f"ldseg {' '.join(args)} failed ({completed.returncode})")
@@ -120,6 +128,7 @@ def runEngineQuick(args, python=None, env=None, timeout=120):
 
 
 # --------------------------------------------------------------------------- process (tree)
+
 
 class EngineProcess:
     """One engine process in its own process group / session, read by two threads."""
@@ -138,9 +147,19 @@ class EngineProcess:
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
         else:
             kwargs["start_new_session"] = True  # own process group: cancel reaches the whole tree
-        self.popen = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      encoding="utf-8", errors="replace", bufsize=1, **kwargs)
+        self.popen = subprocess.Popen(
+            self.args,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            **kwargs,
+        )
         for stream, name in ((self.popen.stderr, "stderr"), (self.popen.stdout, "stdout")):
             thread = threading.Thread(target=self._read, args=(stream, name), daemon=True)
             thread.start()
@@ -176,8 +195,11 @@ class EngineProcess:
             return
         if os.name == "nt":
             if kill or self.popen.poll() is None:
-                subprocess.run(["taskkill", "/PID", str(self.popen.pid), "/T", "/F"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(
+                    ["taskkill", "/PID", str(self.popen.pid), "/T", "/F"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             return
         try:
             os.killpg(self.popen.pid, signal.SIGKILL if kill else signal.SIGTERM)
@@ -214,6 +236,7 @@ class EngineProcess:
 
 
 # --------------------------------------------------------------------------- job with state machine
+
 
 class EngineJob:
     """An engine run whose result ends in the scene. Subclasses build the command and import the result.
@@ -269,8 +292,9 @@ class EngineJob:
         self.workDir = tempfile.mkdtemp(prefix="LDSeg-")
         try:
             args = self.prepare(self.workDir)
-            self.process = EngineProcess(engineCommand(self.python) + list(args),
-                                         env=self.env or engineEnvironment(), cwd=self.workDir)
+            self.process = EngineProcess(
+                engineCommand(self.python) + list(args), env=self.env or engineEnvironment(), cwd=self.workDir
+            )
             self.process.start()
         except Exception:
             self._cleanup()
@@ -344,7 +368,7 @@ class EngineJob:
         if returncode != 0:
             if not self.error:
                 tail = [ln for ln in self.log if ln.strip()][-3:]
-                self.error = (" / ".join(tail) or f"The engine stopped with exit code {returncode}.")
+                self.error = " / ".join(tail) or f"The engine stopped with exit code {returncode}."
             if returncode in EXIT_CANCELLED:
                 self.cancelled = True
                 self._end(RunState.IDLE, "Cancelled: nothing was added to the scene.")

@@ -14,10 +14,9 @@ import math
 import os
 
 import numpy as np
+import slicer
 import vtk
 from vtk.util import numpy_support
-
-import slicer
 
 from .colormaps import getInfernoColorNode
 
@@ -39,6 +38,7 @@ class GeometryMismatchError(ValueError):
 
 
 # --------------------------------------------------------------------------- geometry helpers
+
 
 def ijkToRasArray(volumeNode):
     """The node's IJK-to-RAS matrix as a 4x4 numpy array."""
@@ -80,8 +80,7 @@ def imageFromArray(array):
     image = vtk.vtkImageData()
     image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
     flat = array.reshape(-1, comps) if comps > 1 else array.reshape(-1)
-    vtkArray = numpy_support.numpy_to_vtk(flat, deep=True,
-                                          array_type=numpy_support.get_vtk_array_type(array.dtype))
+    vtkArray = numpy_support.numpy_to_vtk(flat, deep=True, array_type=numpy_support.get_vtk_array_type(array.dtype))
     vtkArray.SetNumberOfComponents(comps)
     image.GetPointData().SetScalars(vtkArray)
     return image
@@ -143,6 +142,7 @@ def pasteIntoFull(cropped, extent, fullShape, fill=0):
 
 # --------------------------------------------------------------------------- files
 
+
 def writeVolumeForEngine(volumeNode, path, extent=None):
     """Write ``volumeNode`` (or its ``extent`` sub-grid) to ``path`` (NRRD/NIfTI) with its exact geometry.
 
@@ -151,7 +151,7 @@ def writeVolumeForEngine(volumeNode, path, extent=None):
     """
     extent = extent or fullExtent(volumeNode)
     array = cropArray(arrayFromImage(volumeNode), extent)
-    node = (slicer.vtkMRMLVectorVolumeNode() if array.ndim == 4 else slicer.vtkMRMLScalarVolumeNode())
+    node = slicer.vtkMRMLVectorVolumeNode() if array.ndim == 4 else slicer.vtkMRMLScalarVolumeNode()
     geometry = extentGeometry(volumeNode, extent)
     setIjkToRasArray(node, geometry)
     node.SetAndObserveImageData(imageFromArray(array))
@@ -181,17 +181,18 @@ def readVolumeFile(path, vector=False):
 def checkGeometry(what, array, matrix, expectedMatrix, expectedShape):
     if tuple(array.shape[:3]) != tuple(expectedShape):
         raise GeometryMismatchError(
-            f"The engine's {what} has {array.shape[:3]} voxels (k, j, i); the input sent had {tuple(expectedShape)}.")
+            f"The engine's {what} has {array.shape[:3]} voxels (k, j, i); the input sent had {tuple(expectedShape)}."
+        )
     # Compare voxel positions at the grid's far corner, so direction and spacing errors show in mm.
     far = np.array([expectedShape[2] - 1, expectedShape[1] - 1, expectedShape[0] - 1, 1.0])
     for point in (np.array([0, 0, 0, 1.0]), far):
         distance = np.linalg.norm((matrix @ point)[:3] - (expectedMatrix @ point)[:3])
         if distance > GEOMETRY_TOLERANCE_MM:
-            raise GeometryMismatchError(
-                f"The engine's {what} is {distance:.3g} mm off the input's geometry.")
+            raise GeometryMismatchError(f"The engine's {what} is {distance:.3g} mm off the input's geometry.")
 
 
 # --------------------------------------------------------------------------- scene helpers
+
 
 def normalizedColor(color):
     """Model colors may be 0..255 integers or 0..1 floats; returns 0..1 floats."""
@@ -269,13 +270,16 @@ def subjectHierarchyParent(scene, node):
 
 
 def sliceCompositeNodes(scene):
-    return [scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
-            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))]
+    return [
+        scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))
+    ]
 
 
 def sliceNodes(scene):
-    return [scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
-            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode"))]
+    return [
+        scene.GetNthNodeByClass(i, "vtkMRMLSliceNode") for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode"))
+    ]
 
 
 def _newVolumeLike(scene, className, name, referenceVolume, array):
@@ -287,6 +291,7 @@ def _newVolumeLike(scene, className, name, referenceVolume, array):
 
 
 # --------------------------------------------------------------------------- SD display
+
 
 def setUncertaintyDisplay(sdVolumeNode, threshold, windowMax=None):
     """Inferno colormap, window 0..max SD, voxels below ``threshold`` transparent in slice views."""
@@ -330,6 +335,7 @@ def setOverlayThreshold(sdVolumeNode, threshold):
 
 # --------------------------------------------------------------------------- import
 
+
 @dataclasses.dataclass
 class ImportedResult:
     segmentationNode: object
@@ -355,8 +361,18 @@ def _resolve(path, baseDir):
     return path
 
 
-def importResults(scene, inputVolumeNode, result, extent=None, baseDir=None, sdThreshold=0.1,
-                  sdOpacity=0.6, withProbability=False, showOverlay=True, modelTitle=None):
+def importResults(
+    scene,
+    inputVolumeNode,
+    result,
+    extent=None,
+    baseDir=None,
+    sdThreshold=0.1,
+    sdOpacity=0.6,
+    withProbability=False,
+    showOverlay=True,
+    modelTitle=None,
+):
     """Add an engine result (the parsed ``<stem>_result.json``) to the scene.
 
     ``extent``: the input's voxel extent that was sent to the engine (ROI crop);
@@ -396,8 +412,9 @@ def importResults(scene, inputVolumeNode, result, extent=None, baseDir=None, sdT
     colorTable = classColorTable(scene, classes, f"LDSeg {modelTitle} classes")
 
     # Segmentation: one segment per foreground class, named/colored/label-valued from the model.
-    segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
-                                               scene.GenerateUniqueName(f"{inputName} LDSeg"))
+    segmentationNode = scene.AddNewNodeByClass(
+        "vtkMRMLSegmentationNode", scene.GenerateUniqueName(f"{inputName} LDSeg")
+    )
     segmentationNode.CreateDefaultDisplayNodes()
     segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(inputVolumeNode)
     labelmapNode = slicer.vtkMRMLLabelMapVolumeNode()
@@ -420,7 +437,9 @@ def importResults(scene, inputVolumeNode, result, extent=None, baseDir=None, sdT
         value = int(c["label_value"])
         segmentId = byValue.get(value)
         if segmentId is None:  # class absent from this image: still offered, empty, for editing
-            segmentId = segmentation.AddEmptySegment("", str(c["name"]), normalizedColor(c.get("color", (128, 128, 128))))
+            segmentId = segmentation.AddEmptySegment(
+                "", str(c["name"]), normalizedColor(c.get("color", (128, 128, 128)))
+            )
         segment = segmentation.GetSegment(segmentId)
         segment.SetName(str(c["name"]))
         segment.SetColor(*normalizedColor(c.get("color", (128, 128, 128))))
@@ -436,11 +455,15 @@ def importResults(scene, inputVolumeNode, result, extent=None, baseDir=None, sdT
     segmentationNode.SetNodeReferenceID(REF_CLASS_COLORS, colorTable.GetID())
     segmentationNode.SetNodeReferenceID(REF_INPUT, inputVolumeNode.GetID())
     segmentationNode.SetAttribute(ATTR_MODEL, str(result.get("model", "")))
-    segmentationNode.SetAttribute(ATTR_RESULT, json.dumps({k: result.get(k) for k in
-                                                           ("model", "device", "samples", "steps", "sampler", "seconds")}))
+    segmentationNode.SetAttribute(
+        ATTR_RESULT,
+        json.dumps({k: result.get(k) for k in ("model", "device", "samples", "steps", "sampler", "seconds")}),
+    )
 
     # Uncertainty (SD of the foreground probability over the samples).
-    sdNode = _newVolumeLike(scene, "vtkMRMLScalarVolumeNode", f"{inputName} LDSeg uncertainty (SD)", inputVolumeNode, sdFull)
+    sdNode = _newVolumeLike(
+        scene, "vtkMRMLScalarVolumeNode", f"{inputName} LDSeg uncertainty (SD)", inputVolumeNode, sdFull
+    )
     setUncertaintyDisplay(sdNode, sdThreshold)
     segmentationNode.SetNodeReferenceID(REF_UNCERTAINTY, sdNode.GetID())
 
@@ -449,8 +472,9 @@ def importResults(scene, inputVolumeNode, result, extent=None, baseDir=None, sdT
         background = backgroundClassIndex(classes)
         foreground = 1.0 - probabilities[..., background] if probabilities.ndim == 4 else probabilities
         probFull = pasteIntoFull(foreground.astype(np.float32), extent, fullShape)
-        probabilityNode = _newVolumeLike(scene, "vtkMRMLScalarVolumeNode",
-                                         f"{inputName} LDSeg foreground probability", inputVolumeNode, probFull)
+        probabilityNode = _newVolumeLike(
+            scene, "vtkMRMLScalarVolumeNode", f"{inputName} LDSeg foreground probability", inputVolumeNode, probFull
+        )
         probDisplay = probabilityNode.GetDisplayNode()
         probDisplay.AutoWindowLevelOff()
         probDisplay.SetWindowLevelMinMax(0.0, 1.0)
@@ -479,8 +503,13 @@ def exportLabelValues(segmentationNode, referenceVolumeNode, colorTableNode=None
     scene.AddNode(labelmapNode)
     try:
         ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-            segmentationNode, ids, labelmapNode, referenceVolumeNode,
-            slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, colorTableNode)
+            segmentationNode,
+            ids,
+            labelmapNode,
+            referenceVolumeNode,
+            slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY,
+            colorTableNode,
+        )
         if not ok:
             raise RuntimeError("Slicer could not export the segments to a label map.")
         return arrayFromImage(labelmapNode)

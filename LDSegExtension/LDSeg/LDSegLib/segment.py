@@ -8,16 +8,18 @@ from . import runner, sceneio
 
 DEVICES = ("auto", "cuda", "cpu")
 
-CPU_WARNING = ("Running on the CPU: no usable GPU was found (or CPU was chosen). Expect minutes for a 3D "
-               "volume; fewer samples make it faster.")
+CPU_WARNING = (
+    "Running on the CPU: no usable GPU was found (or CPU was chosen). Expect minutes for a 3D "
+    "volume; fewer samples make it faster."
+)
 
 
 @dataclasses.dataclass
 class SegmentSettings:
-    model: str = ""            # model file path or name ("" = the engine's default model)
-    device: str = "auto"       # auto / cuda / cpu
-    steps: int = 0             # sampling steps K (0 = the model's own)
-    samples: int = 10          # N samples for the uncertainty
+    model: str = ""  # model file path or name ("" = the engine's default model)
+    device: str = "auto"  # auto / cuda / cpu
+    steps: int = 0  # sampling steps K (0 = the model's own)
+    samples: int = 10  # N samples for the uncertainty
     seed: int = 0
     probabilities: bool = False  # also add the mean foreground probability volume
     sdThreshold: float = 0.1
@@ -28,9 +30,23 @@ class SegmentSettings:
             raise ValueError(f"Unknown device {self.device!r}; choose one of {', '.join(DEVICES)}.")
         if self.samples < 1:
             raise ValueError("The number of samples must be at least 1.")
-        args = ["segment", str(inputPath), "-o", str(outputDir), "--samples", str(int(self.samples)),
-                "--seed", str(int(self.seed)), "--device", self.device, "--format", "nrrd",
-                "--probabilities" if self.probabilities else "--no-probabilities", "--progress", "json"]
+        args = [
+            "segment",
+            str(inputPath),
+            "-o",
+            str(outputDir),
+            "--samples",
+            str(int(self.samples)),
+            "--seed",
+            str(int(self.seed)),
+            "--device",
+            self.device,
+            "--format",
+            "nrrd",
+            "--probabilities" if self.probabilities else "--no-probabilities",
+            "--progress",
+            "json",
+        ]
         if self.model:
             args += ["--model", str(self.model)]
         if self.steps:
@@ -41,6 +57,7 @@ class SegmentSettings:
 @dataclasses.dataclass
 class ModelInfo:
     """A model as ``ldseg models --json`` / ``ldseg info --json`` describe it."""
+
     name: str
     path: str
     title: str = ""
@@ -68,8 +85,7 @@ class ModelInfo:
             return f"Unusable: {self.error}"
         names = ", ".join(str(c["name"]) for c in self.classes if int(c.get("label_value", 1)) != 0)
         channels = "RGB" if self.channels == 3 else f"{self.channels} channel" + ("s" if self.channels != 1 else "")
-        return (f"{self.dims}D · {channels} · {self.modality or 'any modality'}\n"
-                f"Classes: {names or '-'}")
+        return f"{self.dims}D · {channels} · {self.modality or 'any modality'}\nClasses: {names or '-'}"
 
 
 def listModels(python=None, env=None):
@@ -115,8 +131,11 @@ class SegmentationJob(runner.EngineJob):
         self.resultJson = None
 
     def prepare(self, workDir):
-        self.extent = (sceneio.roiExtent(self.inputVolumeNode, self.roiNode) if self.roiNode is not None
-                       else sceneio.fullExtent(self.inputVolumeNode))
+        self.extent = (
+            sceneio.roiExtent(self.inputVolumeNode, self.roiNode)
+            if self.roiNode is not None
+            else sceneio.fullExtent(self.inputVolumeNode)
+        )
         inputPath = os.path.join(workDir, "input.nrrd")
         sceneio.writeVolumeForEngine(self.inputVolumeNode, inputPath, self.extent)
         self.outputDir = os.path.join(workDir, "output")
@@ -132,9 +151,16 @@ class SegmentationJob(runner.EngineJob):
                 break
         self.resultJson = sceneio.readResultJson(path)
         return sceneio.importResults(
-            self.scene, self.inputVolumeNode, self.resultJson, extent=self.extent, baseDir=self.outputDir,
-            sdThreshold=self.settings.sdThreshold, sdOpacity=self.settings.sdOpacity,
-            withProbability=self.settings.probabilities, modelTitle=self.modelTitle)
+            self.scene,
+            self.inputVolumeNode,
+            self.resultJson,
+            extent=self.extent,
+            baseDir=self.outputDir,
+            sdThreshold=self.settings.sdThreshold,
+            sdOpacity=self.settings.sdOpacity,
+            withProbability=self.settings.probabilities,
+            modelTitle=self.modelTitle,
+        )
 
     @property
     def deviceUsed(self):

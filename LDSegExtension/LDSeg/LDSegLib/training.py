@@ -29,7 +29,7 @@ class EpochRecord:
 def _stem(name):
     for ext in IMAGE_EXTENSIONS:
         if name.lower().endswith(ext):
-            return name[: -len(ext)], name[-len(ext):]
+            return name[: -len(ext)], name[-len(ext) :]
     return os.path.splitext(name)
 
 
@@ -44,8 +44,11 @@ def sceneTrainingCandidates(scene):
     for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
         segmentationNode = scene.GetNthNodeByClass(n, "vtkMRMLSegmentationNode")
         volumeNode = segmentationNode.GetNodeReference(sceneio.REF_INPUT) or segmentationNode.GetNodeReference(role)
-        if volumeNode is not None and volumeNode.IsA("vtkMRMLScalarVolumeNode") \
-                and not volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
+        if (
+            volumeNode is not None
+            and volumeNode.IsA("vtkMRMLScalarVolumeNode")
+            and not volumeNode.IsA("vtkMRMLLabelMapVolumeNode")
+        ):
             pairs.append((segmentationNode, volumeNode))
     return pairs
 
@@ -80,9 +83,11 @@ def exportSceneCase(segmentationNode, volumeNode, classes, imagePath, labelPath)
         else:
             unknown.append(segment.GetName())
     if unknown:
-        raise ValueError(f"'{segmentationNode.GetName()}' has segments the model does not know: "
-                         f"{', '.join(unknown)}. Rename them to one of: "
-                         f"{', '.join(str(c['name']) for c in classes if int(c['label_value']) != 0)}.")
+        raise ValueError(
+            f"'{segmentationNode.GetName()}' has segments the model does not know: "
+            f"{', '.join(unknown)}. Rename them to one of: "
+            f"{', '.join(str(c['name']) for c in classes if int(c['label_value']) != 0)}."
+        )
     if not ids:
         raise ValueError(f"'{segmentationNode.GetName()}' has no segment named like the model's classes.")
     scene = segmentationNode.GetScene()
@@ -111,8 +116,13 @@ def prepareDataset(datasetDir, sceneCases, folder, classes):
         while name in used:
             name += "_"
         used.add(name)
-        exportSceneCase(segmentationNode, volumeNode, classes,
-                        os.path.join(images, name + ".nrrd"), os.path.join(labels, name + ".nrrd"))
+        exportSceneCase(
+            segmentationNode,
+            volumeNode,
+            classes,
+            os.path.join(images, name + ".nrrd"),
+            os.path.join(labels, name + ".nrrd"),
+        )
         count += 1
     if folder:
         for imagePath, labelPath in folderPairs(folder):
@@ -132,6 +142,7 @@ def _linkOrCopy(source, target):
         os.symlink(os.path.abspath(source), target)
     except (OSError, NotImplementedError):
         import shutil
+
         shutil.copyfile(source, target)
 
 
@@ -147,8 +158,20 @@ class TrainingJob(runner.EngineJob):
 
     stages = runner.TRAIN_STAGES
 
-    def __init__(self, baseModel, sceneCases=(), folder="", epochs=20, learningRate=1e-4, device="auto",
-                 outputPath=None, validationFraction=0.2, seed=0, title=None, **kwargs):
+    def __init__(
+        self,
+        baseModel,
+        sceneCases=(),
+        folder="",
+        epochs=20,
+        learningRate=1e-4,
+        device="auto",
+        outputPath=None,
+        validationFraction=0.2,
+        seed=0,
+        title=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.baseModel = baseModel
         self.sceneCases = list(sceneCases)
@@ -174,25 +197,53 @@ class TrainingJob(runner.EngineJob):
         name = os.path.splitext(os.path.basename(self.outputPath))[0]
         title = self.title or f"{self.baseModel.title or self.baseModel.name} (fine-tuned {datetime.date.today()})"
         valFraction = max(self.validationFraction, 1.0 / self.cases)
-        return ["train", dataset, "-o", self.outputPath, "--init", self.baseModel.path,
-                "--epochs", str(self.epochs), "--lr", repr(self.learningRate), "--device", self.device,
-                "--val-fraction", f"{valFraction:.4f}", "--seed", str(int(self.seed)),
-                "--name", name, "--title", title,
-                "--run-dir", os.path.join(workDir, "run"), "--progress", "json"]
+        return [
+            "train",
+            dataset,
+            "-o",
+            self.outputPath,
+            "--init",
+            self.baseModel.path,
+            "--epochs",
+            str(self.epochs),
+            "--lr",
+            repr(self.learningRate),
+            "--device",
+            self.device,
+            "--val-fraction",
+            f"{valFraction:.4f}",
+            "--seed",
+            str(int(self.seed)),
+            "--name",
+            name,
+            "--title",
+            title,
+            "--run-dir",
+            os.path.join(workDir, "run"),
+            "--progress",
+            "json",
+        ]
 
     def onEvent(self, event):
         if "epoch" in event.extra and "loss" in event.extra:
-            self.history.append(EpochRecord(int(event.extra["epoch"]), int(event.extra.get("epochs", self.epochs)),
-                                            float(event.extra["loss"]),
-                                            float(event.extra.get("val_dice", float("nan")))))
+            self.history.append(
+                EpochRecord(
+                    int(event.extra["epoch"]),
+                    int(event.extra.get("epochs", self.epochs)),
+                    float(event.extra["loss"]),
+                    float(event.extra.get("val_dice", float("nan"))),
+                )
+            )
 
     def liveText(self):
         if not self.history:
             return self.message
         last = self.history[-1]
         best = max((h.valDice for h in self.history if h.valDice == h.valDice), default=float("nan"))
-        return (f"Epoch {last.epoch}/{last.epochs}: loss {last.loss:.4f}, validation Dice {last.valDice:.3f} "
-                f"(best {best:.3f})")
+        return (
+            f"Epoch {last.epoch}/{last.epochs}: loss {last.loss:.4f}, validation Dice {last.valDice:.3f} "
+            f"(best {best:.3f})"
+        )
 
     def importResults(self):
         if not os.path.isfile(self.outputPath):
