@@ -364,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-augment", dest="augment", action="store_false")
     t.add_argument("--val-fraction", type=float, default=0.2)
     t.add_argument("--cases", type=int, default=None, help="use only the first N cases (sorted)")
+    t.add_argument("--group-by", metavar="REGEX", help="split whole groups: the part of a case name REGEX matches")
     t.add_argument("--validate-every", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--run-dir", help="checkpoints and logs (default: OUTPUT without suffix + '.run')")

@@ -239,7 +239,7 @@ class Trainer:
         batches = self._epoch_batches()
         done = 0
         for step, idx in enumerate(batches):
-            items = [self.train_set[i] for i in idx]
+            items = [self.train_set.training_item(i, aug_gen) for i in idx]
             images = torch.stack([it[0] for it in items])
             labels = torch.stack([it[1] for it in items])
             if opts.augment:
