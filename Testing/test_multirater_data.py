@@ -199,3 +199,92 @@ def test_mean_of_the_evaluated_samples_is_what_segment_gives(shared_data, tmp_pa
     np.testing.assert_allclose(sampled.uncertainty, result.sd, atol=1e-5)
     # the samples differ from each other (diffusion draws), unlike a copy of one map
     assert len({s.tobytes() for s in sampled.samples}) > 1
+
+
+# -- naming conventions (issue 12: data sets as users bring them) -----------------
+
+
+def _touch(root: Path, *names):
+    """Empty files (pairing looks at names only)."""
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+
+def test_label_and_nnunet_suffixes_pair_and_say_so(tmp_path):
+    _touch(tmp_path, "images/Case1.nii.gz", "labels/Case1_label.nii.gz")
+    _touch(tmp_path, "images/Case2.nii.gz", "labels/Case2_seg.nrrd")
+    _touch(tmp_path, "images/Case3.nii.gz", "labels/Case3_mask.nii.gz")
+    _touch(tmp_path, "images/Case4_0000.nii.gz", "labels/Case4.nii.gz")
+    _touch(tmp_path, "images/Case5.nii.gz", "labels/Case5.nii.gz")
+    pairs = find_pairs(tmp_path)
+    assert [p.name for p in pairs] == ["Case1", "Case2", "Case3", "Case4", "Case5"]
+    assert [p.label.name for p in pairs] == [
+        "Case1_label.nii.gz",
+        "Case2_seg.nrrd",
+        "Case3_mask.nii.gz",
+        "Case4.nii.gz",
+        "Case5.nii.gz",
+    ]
+    assert pairs[3].image.name == "Case4_0000.nii.gz"
+    assert [p.pairing for p in pairs] == [
+        "label suffix _label",
+        "label suffix _seg",
+        "label suffix _mask",
+        "image suffix _0000",
+        "same name",
+    ]
+    line = describe_pairing(pairs)
+    assert line.startswith("5 cases paired (") and "1 by image suffix _0000" in line and "\n" not in line
+
+
+def test_labels_beside_the_images_in_one_folder(tmp_path):
+    _touch(tmp_path, "Case1.png", "Case1_label.png", "Case2.png", "Case2_seg.png", "notes.txt")
+    pairs = find_pairs(tmp_path)
+    assert [(p.name, p.image.name, p.label.name) for p in pairs] == [
+        ("Case1", "Case1.png", "Case1_label.png"),
+        ("Case2", "Case2.png", "Case2_seg.png"),
+    ]
+    _touch(tmp_path, "Case3.png")
+    assert "Case3.png" in _error(find_pairs, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "files, words",
+    [
+        # two labels for one image
+        (("images/Case1.nii.gz", "labels/Case1_seg.nii.gz", "labels/Case1_mask.nii.gz"), "could each be the label"),
+        # a same-name label and a suffixed one
+        (("images/Case1.nii.gz", "labels/Case1.nii.gz", "labels/Case1_seg.nii.gz"), "could each be the label"),
+        # two images for one case
+        (("images/Case1.nii.gz", "images/Case1_0000.nii.gz", "labels/Case1_seg.nii.gz"), "both the image"),
+        # one rater or several?
+        (("images/a.png", "labels/a.png", "rater1/a.png", "rater2/a.png"), "labels/ and rater folders"),
+        # a rater who has no label for an image
+        (("images/a.png", "images/b.png", "rater1/a.png", "rater1/b.png", "rater2/a.png"), "b.png"),
+    ],
+)
+def test_ambiguous_or_incomplete_pairings_are_refused(tmp_path, files, words):
+    _touch(tmp_path, *files)
+    assert words in _error(find_pairs, tmp_path)
+
+
+def test_rater_folders_in_natural_order_and_named_labels_x(tmp_path):
+    _touch(tmp_path, "images/a.png", "rater10/a.png", "rater2/a.png", "rater1/a.png")
+    assert [p.parent.name for p in find_pairs(tmp_path)[0].labels] == ["rater1", "rater2", "rater10"]
+    other = tmp_path / "other"
+    _touch(other, "images/a.png", "labels-anna/a_seg.png", "labels-ben/a.png")
+    pair = find_pairs(other)[0]
+    assert [p.parent.name for p in pair.labels] == ["labels-anna", "labels-ben"]
+    assert pair.pairing == "label suffix _seg; same name"
+
+
+def test_train_refuses_a_bad_group_pattern_in_one_line(shared_data, tmp_path, capsys):
+    data = lidc_subset(shared_data, tmp_path / "lidc", SLICES[:2])
+    model = tmp_path / "m.safetensors"
+    code = main(["train", str(data), "-o", str(model), "--group-by", "PATIENT-(", "--progress", "none"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a regular expression" in err and "\n" not in err
+    assert not model.exists() and not (tmp_path / "m.run").exists()
