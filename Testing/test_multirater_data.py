@@ -288,3 +288,38 @@ def test_train_refuses_a_bad_group_pattern_in_one_line(shared_data, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert "not a regular expression" in err and "\n" not in err
     assert not model.exists() and not (tmp_path / "m.run").exists()
+
+
+def test_a_deterministic_model_is_measured_by_copies_of_its_one_output(shared_data, tmp_path):
+    from ldseg.config import ModelConfig
+    from ldseg.evaluation.distribution import generalized_energy_distance, hungarian_matched_iou
+    from ldseg.inference.segmenter import Segmenter
+    from ldseg.io.modelfile import save_model
+    from ldseg.nn import build_network
+    from ldseg.training.presets import network_preset
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        preprocessing=PRE,
+        class_names=("background", "nodule"),
+        network=network_preset("tiny"),
+        architecture="resunet",
+    )
+    model = tmp_path / "baseline.safetensors"
+    save_model(model, config, build_network(config).state_dict())
+    data = lidc_subset(shared_data, tmp_path / "lidc", SLICES[:2])
+    out = tmp_path / "eval"
+    argv = ["evaluate", str(model), str(data), "-o", str(out), "--samples", "4", "--progress", "none"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    import csv
+
+    rows = list(csv.DictReader((out / "cases.csv").open()))
+    report = json.loads((out / "summary.json").read_text())
+    assert report["raters"]["uncertainty_map"] == "1 - max probability"
+    assert report["samples"] == 1 and report["raters"]["compared_samples"] == 4
+    # its one output against the four raters, computed here from segment and the files
+    result = Segmenter(model, device="cpu").segment(data / "images" / f"{SLICES[0]}.png")
+    stack = [labels_to_classes(read_label(data / r / f"{SLICES[0]}.png")[0], PRE, r) for r in RATERS]
+    assert float(rows[0]["ged"]) == pytest.approx(generalized_energy_distance([result.classes], stack))
+    assert float(rows[0]["hm_iou"]) == pytest.approx(hungarian_matched_iou([result.classes], stack))
+    assert float(rows[0]["sample_diversity"]) == 0.0

@@ -3,7 +3,7 @@
 # fixed patient split recorded in docs/evaluation/lidc-split.json.
 #
 #   bash scripts/train_lidc.sh            # the real run (long: hours on CPU; use a GPU)
-#   SMOKE=1 bash scripts/train_lidc.sh    # a ~2-minute end-to-end check on a few dozen slices
+#   SMOKE=1 bash scripts/train_lidc.sh    # a ~2-minute end-to-end check on a few dozen slices (every 150th patient)
 #
 # The data-set folders are links to ../shared/data/lidc (nothing is copied):
 # train + validation patients for `ldseg train`, which validates the recorded
@@ -20,7 +20,7 @@ DEVICE=${DEVICE:-auto}
 SAMPLES=${SAMPLES:-16}
 GROUP='^LIDC-IDRI-[0-9]+'
 if [[ -n "${SMOKE:-}" ]]; then
-    EVERY=40 EPOCHS=${EPOCHS:-2} SIZE=tiny GRID="64 64" MODEL=$WORK/lidc-smoke.safetensors OUT=$WORK/evaluation
+    EVERY=150 EPOCHS=${EPOCHS:-2} SIZE=tiny GRID="64 64" MODEL=$WORK/lidc-smoke.safetensors OUT=$WORK/evaluation
     VAL_FRACTION=0.2 SAMPLES=4
 else
     EVERY=1 EPOCHS=${EPOCHS:-100} SIZE=small GRID="128 128" MODEL=Resources/Models/lidc.safetensors

@@ -196,7 +196,13 @@ def save_reliability_diagram(bins: CalibrationBins, path, title: str = "") -> No
     width = 1.0 / bins.bins
     centers = [(r["low"] + r["high"]) / 2 for r in rows]
     top.bar(centers, [r["mean_target"] for r in rows], width=width * 0.9, color="tab:blue", label="raters' share")
-    top.plot([r["mean_probability"] for r in rows], [r["mean_target"] for r in rows], "o", color="tab:orange")
+    top.plot(
+        [r["mean_probability"] for r in rows],
+        [r["mean_target"] for r in rows],
+        "o",
+        color="tab:orange",
+        label="mean probability per bin",
+    )
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)

@@ -58,7 +58,7 @@ class RaterEvaluation:
             "rater_diversity": diversity(raters),
             "ece": case_bins.expected_calibration_error(),
             "disagreement_auroc": roc_auc(uncertainty, disagree),
-            "disagreement_auroc_max_probability": roc_auc(doubt, disagree),
+            "disagreement_auroc_maxp": roc_auc(doubt, disagree),
             "disagreement_voxels": int(disagree.sum()),
         }
 
@@ -69,7 +69,7 @@ class RaterEvaluation:
             "calibration_bins": self.calibration.table(),
             "uncertainty_map": self.uncertainty_kind,
             "disagreement_auroc": self.uncertainty_auroc.value(),
-            "disagreement_auroc_max_probability": self.max_probability_auroc.value(),
+            "disagreement_auroc_maxp": self.max_probability_auroc.value(),
             "disagreement_voxels": self.uncertainty_auroc.positives,
             "agreement_voxels": self.uncertainty_auroc.negatives,
         }
