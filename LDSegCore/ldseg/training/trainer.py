@@ -239,7 +239,8 @@ class Trainer:
         batches = self._epoch_batches()
         done = 0
         for step, idx in enumerate(batches):
-            items = [self.train_set.training_item(i, aug_gen) for i in idx]
+            # multi-rater data draws one rater per case and step; plain sequences (benchmarks) index
+            items = [getattr(self.train_set, "training_item", lambda i, _: self.train_set[i])(i, aug_gen) for i in idx]
             images = torch.stack([it[0] for it in items])
             labels = torch.stack([it[1] for it in items])
             if opts.augment:
