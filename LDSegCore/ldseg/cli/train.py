@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import DiffusionConfig, ModelConfig
-from ..data.dataset import SegmentationDataset, find_pairs, split_cases
+from ..data.dataset import SegmentationDataset, describe_pairing, find_pairs, split_cases
 from ..device import resolve_device
 from ..errors import InputError, OutputError
 from ..io.atomic import write_bytes_atomic
@@ -104,9 +104,12 @@ def run_training(args, progress: Progress) -> int:
     rank = dist.get_rank() if dist.is_initialized() else 0
 
     pairs = find_pairs(Path(args.dataset))
+    progress.info(describe_pairing(pairs))
     if args.cases:
         pairs = pairs[: args.cases]
-    train_pairs, val_pairs = split_cases(pairs, args.val_fraction) if args.val_fraction > 0 else (pairs, [])
+    train_pairs, val_pairs = (
+        split_cases(pairs, args.val_fraction, args.group_by) if args.val_fraction > 0 else (pairs, [])
+    )
     try:
         config, init_state = _config(args, pairs)
     except ValueError as e:  # e.g. a --grid of the wrong length, repeated --label-values
