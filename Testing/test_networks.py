@@ -39,8 +39,8 @@ def test_shapes_2d_3d_multiclass(dims, channels, grid, classes):
     eps = model.denoise(torch.randn(latent), z_i, t)
     assert eps.shape == latent
     assert model.decode(z0).shape == (b, classes, *grid)
-    logits, eps_hat, z0b, z_t, x0 = model(image, labels, torch.randn(latent), t, NoiseSchedule())
-    assert logits.shape == (b, classes, *grid) and eps_hat.shape == latent and x0.shape == latent
+    logits, eps_hat, z0b, z_t, x0, coarse = model(image, labels, torch.randn(latent), t, NoiseSchedule())
+    assert logits.shape == coarse.shape == (b, classes, *grid) and eps_hat.shape == latent and x0.shape == latent
 
 
 def test_label_latent_is_standardized_per_sample():
