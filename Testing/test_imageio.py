@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ldseg import imageio
 from ldseg.errors import InputError, OutputError
+from ldseg.io import images as imageio
 from ldseg.io.images import (
     Geometry,
     MedicalImage,

@@ -17,13 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import MODEL_FORMAT_VERSION
 from ..config import ModelConfig
 from ..errors import ModelFileError
 from .atomic import atomic_path
-
-MAGIC = "ldseg-model"
-MAX_HEADER = 64 * 1024 * 1024
+from .modelheader import MAGIC, config_from_metadata, read_header
 
 _DTYPES = {
     "F64": (torch.float64, np.float64),
@@ -64,27 +61,11 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read tensors and metadata; any malformation is a ModelFileError."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
-    data = path.read_bytes()
     name = path.name
-    if data[:2] == b"PK" or data[:1] == b"\x80":
-        raise ModelFileError(
-            f"{name}: this is a pickled PyTorch file, not an LDSeg model file; "
-            "it is refused because loading a pickle can run code"
-        )
-    if len(data) < 8:
-        raise ModelFileError(f"{name}: not an LDSeg model file (too short)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > min(MAX_HEADER, len(data) - 8):
-        raise ModelFileError(f"{name}: not an LDSeg model file (bad header size)")
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(f"{name}: not an LDSeg model file (unreadable header)") from None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"{name}: not an LDSeg model file (bad header)")
-    metadata = header.pop("__metadata__", None) or {}
+    parsed = read_header(path)
+    header, metadata = parsed.tensors, parsed.metadata
+    data = path.read_bytes()
+    n = parsed.data_start - 8
     body = memoryview(data)[8 + n :]
     tensors = {}
     for key, spec in header.items():
@@ -108,29 +89,6 @@ def save_model(path: Path, config: ModelConfig, state: dict[str, torch.Tensor]) 
     write_safetensors(Path(path), state, metadata)
 
 
-def read_config(path: Path) -> ModelConfig:
-    """Config of a model file (checks format and version, not the weights)."""
-    return _config_from_metadata(Path(path), read_safetensors(Path(path))[1])
-
-
 def load_model_file(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     tensors, metadata = read_safetensors(Path(path))
-    return _config_from_metadata(Path(path), metadata), tensors
-
-
-def _config_from_metadata(path: Path, metadata: dict[str, str]) -> ModelConfig:
-    if metadata.get("format") != MAGIC:
-        raise ModelFileError(f"{path.name}: not an LDSeg model file (a safetensors file of another kind)")
-    try:
-        version = int(metadata.get("format_version", "0"))
-    except ValueError:
-        raise ModelFileError(f"{path.name}: corrupt model file (bad format version)") from None
-    if version > MODEL_FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path.name}: model format {version} is newer than this LDSeg engine "
-            f"reads ({MODEL_FORMAT_VERSION}); update LDSeg"
-        )
-    try:
-        return ModelConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFileError(f"{path.name}: corrupt model file (bad config: {e})") from None
+    return config_from_metadata(Path(path), metadata), tensors
