@@ -1,8 +1,8 @@
 """Qt-free logic of the LDSeg 3D Slicer module.
 
 Everything here runs in plain Python with the MRML classes of Slicer (or of the
-``slicer-core`` package): no ``qt``, ``ctk`` or ``slicer.app``. The module file
-``LDSeg.py`` only wires its ``.ui`` to these pieces.
+``slicer-core`` package): no ``qt``, ``ctk`` or ``slicer.app``. The panel
+(``LDSegWidgets``, imported only by the module file ``LDSeg.py``) wires the ``.ui`` to these pieces.
 
 - :mod:`.logic`        the module logic (models, runs, corrected cases, fine-tune loop)
 - :mod:`.models`       the model list (in-process, headers only: no torch) and the catalogue

@@ -97,17 +97,14 @@ def enginePackageDir():
     return os.path.dirname(os.path.abspath(list(spec.submodule_search_locations)[0]))
 
 
-def engineHasOption(option, command="train"):
-    """Whether the engine's command line knows ``option`` (read from its source: no torch import)."""
-    packageDir = enginePackageDir()
-    if packageDir is None:
-        return False
-    path = os.path.join(packageDir, "ldseg", "cli", "main.py")
+def engineTrainOption(name):
+    """Whether the engine's ``ldseg train`` has the option ``name`` (e.g. "time_budget"): its flags
+    are the fields of the torch-free ``ldseg.config.TrainOptions``, read in-process."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f'"{option}"' in f.read()
-    except OSError:
+        from ldseg.config import TrainOptions
+    except ImportError:
         return False
+    return name in {f.name for f in dataclasses.fields(TrainOptions)}
 
 
 def engineEnvironment(base=None):

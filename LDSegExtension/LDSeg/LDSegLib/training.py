@@ -206,7 +206,7 @@ class TrainingJob(runner.EngineJob):
         valFraction = 0.0 if self.cases == 1 else max(self.validationFraction, 1.0 / self.cases)
         budget = []
         if self.timeBudget:
-            if not runner.engineHasOption("--time-budget"):
+            if not runner.engineTrainOption("time_budget"):
                 raise ValueError(
                     "This LDSeg engine has no training time budget yet: set the time budget to 0 and choose epochs."
                 )
