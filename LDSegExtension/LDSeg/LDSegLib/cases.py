@@ -27,9 +27,11 @@ from .training import exportSceneCase, safeName
 
 
 def taskName(model):
-    """The shipped model at the root of ``model``'s fine-tuning chain (its own name if none)."""
+    """The model file at the root of ``model``'s fine-tuning chain (its own file name if none), so
+    every round of fine-tuning adds to the same cases. File names, as the training summary keeps them."""
     bases = _baseNames(model.training)
-    return safeName(bases[-1] if bases else model.name)
+    own = os.path.splitext(os.path.basename(model.path))[0] if model.path else model.name
+    return safeName(bases[-1] if bases else own)
 
 
 def casesFolder(model, environ=None):
