@@ -228,3 +228,16 @@ def test_fine_tune_from_scene_and_folder(scene, engineEnv, tinyModel, tmp_path, 
     mine = [m for m in models if m.path == output]
     assert len(mine) == 1 and mine[0].source == "user"
     assert [c["name"] for c in mine[0].classes] == [c["name"] for c in tinyModel.classes]
+
+
+def test_self_test_body_runs_on_real_mrml(scene, engineEnv, tinyModel):
+    """The module's self-test (LDSegTest runs the same function in Slicer), with the engine."""
+    from LDSegLib import selftest
+
+    entry = {**tinyModel.__dict__, "source": "user"}
+    logs = []
+    skipped = selftest.run(
+        scene, log=logs.append, python=sys.executable, env=engineEnv, listFunction=lambda: [dict(entry)]
+    )
+    assert skipped == []
+    assert any(line.startswith("Segmented on") for line in logs) and logs[-1] == "Cancel"

@@ -320,3 +320,31 @@ def test_segments_carry_standard_terminology(scene, samples, tmp_path):
     value = vtk.reference("")
     other.GetTag(tag, value)  # no terminology declared: Slicer's default stays, none invented
     assert "41216001" not in str(value) and "52988006" not in str(value)
+
+
+def test_left_handed_volume_results_on_its_own_voxels(scene, tmp_path):
+    """A volume made in code with a flipped axis (left-handed IJK-to-RAS): Slicer's reader returns
+    the engine's files with that axis reversed; the results must still land on the node's voxels."""
+    k, j, i = np.indices((6, 20, 18))
+    labels = ((i > 9) + 2 * (k > 3)).astype(np.int16)  # not symmetric in any axis
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "flipped")
+    matrix = np.diag([-0.9, 0.9, 2.5, 1.0])
+    matrix[:3, 3] = (20.0, -10.0, 5.0)
+    sceneio.setIjkToRasArray(volume, matrix)
+    volume.SetAndObserveImageData(sceneio.imageFromArray(labels.astype(np.float32)))
+    inputPath = tmp_path / "input.nrrd"
+    sceneio.writeVolumeForEngine(volume, inputPath)
+    reread, rereadMatrix = sceneio.readVolumeFile(inputPath)
+    assert not np.allclose(rereadMatrix, matrix)  # the reader did reverse an axis
+    classes = [
+        {"index": 0, "name": "background", "label_value": 0},
+        {"index": 1, "name": "a", "label_value": 1},
+        {"index": 2, "name": "b", "label_value": 2},
+        {"index": 3, "name": "c", "label_value": 3},
+    ]
+    engineLabels = sitk.GetArrayFromImage(sitk.ReadImage(str(inputPath))).astype(np.int16)  # as the engine sees it
+    np.testing.assert_array_equal(engineLabels, labels)
+    result = writeEngineOutputs(tmp_path / "out", inputPath, engineLabels, syntheticSd(labels.shape), classes=classes)
+    imported = sceneio.importResults(scene, volume, result)
+    np.testing.assert_array_equal(sceneio.exportLabelValues(imported.segmentationNode, volume), labels)
+    np.testing.assert_array_equal(imported.labels, labels)

@@ -181,7 +181,10 @@ class ModuleLogic:
         case = getattr(job, "case", None)
         if case is None or not job.succeeded:
             return ""
-        corrected, _ = sceneio.readVolumeFile(os.path.join(case["folder"], "labels", case["case"] + ".nrrd"))
+        corrected, _ = sceneio.alignToGrid(
+            *sceneio.readVolumeFile(os.path.join(case["folder"], "labels", case["case"] + ".nrrd")),
+            sceneio.ijkToRasArray(case["volume"]),
+        )
         new = sceneio.exportLabelValues(job.result.segmentationNode, case["volume"])
         return cases.describeChange(case["engineLabels"], corrected, new, job.result.classes)
 

@@ -134,6 +134,20 @@ def checkTransformable(volumeNode):
     worldToLocalMatrix(volumeNode)
 
 
+def checkOrthogonalGrid(volumeNode, tolerance=1e-4):
+    """Raise ValueError for a sheared voxel grid: image files (and the engine) keep only orthogonal axes."""
+    axes = ijkToRasArray(volumeNode)[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    if np.any(spacing <= 0):
+        raise ValueError(f"The volume '{volumeNode.GetName()}' has a zero voxel spacing.")
+    directions = axes / spacing
+    if np.abs(directions.T @ directions - np.eye(3)).max() > tolerance:
+        raise ValueError(
+            f"The volume '{volumeNode.GetName()}' has a sheared (non-orthogonal) voxel grid, which image files "
+            "cannot store. Resample it first (Resample Scalar/Vector/DWI Volume, or harden a rigid transform)."
+        )
+
+
 def roiCornersWorld(roiNode):
     """The ROI box's 8 corners in world RAS (its own orientation and parent transforms included)."""
     if hasattr(roiNode, "GetObjectToWorldMatrix") and hasattr(roiNode, "GetSize"):
@@ -225,6 +239,23 @@ def readVolumeFile(path, vector=False):
     if not storage.ReadData(node):
         raise OSError(f"Could not read the engine output {path}.")
     return arrayFromImage(node), ijkToRasArray(node)
+
+
+def alignToGrid(array, matrix, expectedMatrix):
+    """``array`` (``[k, j, i]``) and its IJK-to-RAS, with axes flipped where they run backwards on
+    the expected grid. Slicer's file reader gives a volume a right-handed IJK-to-RAS, reversing
+    an axis of a left-handed one (e.g. made with ``addVolumeFromArray``): same voxels in space,
+    other index order. Anything else (a shift, another spacing) is left for checkGeometry to refuse."""
+    relative = np.linalg.inv(expectedMatrix) @ matrix  # read IJK -> expected IJK
+    for axis in range(3):
+        if relative[axis, axis] < -0.5 and array.shape[2 - axis] > 1:
+            n = array.shape[2 - axis]
+            flip = np.eye(4)
+            flip[axis, axis] = -1.0
+            flip[axis, 3] = n - 1
+            array = np.flip(array, axis=2 - axis)
+            matrix = matrix @ flip
+    return np.ascontiguousarray(array), matrix
 
 
 def checkGeometry(what, array, matrix, expectedMatrix, expectedShape):
@@ -445,7 +476,7 @@ def importResults(
     modelTitle = modelTitle or os.path.splitext(os.path.basename(str(result.get("model", "model"))))[0]
 
     # Read and check everything before touching the scene.
-    labels, labelsMatrix = readVolumeFile(_resolve(files["labels"], baseDir))
+    labels, labelsMatrix = alignToGrid(*readVolumeFile(_resolve(files["labels"], baseDir)), expectedMatrix)
     if labels.ndim == 4:
         raise GeometryMismatchError("The engine's label map has several components.")
     checkGeometry("label map", labels, labelsMatrix, expectedMatrix, expectedShape)
@@ -453,11 +484,13 @@ def importResults(
     unknown = sorted(set(np.unique(labels).astype(int).tolist()) - known)
     if unknown:
         raise ValueError(f"The label map has values {unknown} that the model's classes do not list.")
-    sd, sdMatrix = readVolumeFile(_resolve(files["sd"], baseDir))
+    sd, sdMatrix = alignToGrid(*readVolumeFile(_resolve(files["sd"], baseDir)), expectedMatrix)
     checkGeometry("uncertainty map", sd, sdMatrix, expectedMatrix, expectedShape)
     probabilities = None
     if withProbability and files.get("probabilities"):
-        probabilities, probMatrix = readVolumeFile(_resolve(files["probabilities"], baseDir), vector=True)
+        probabilities, probMatrix = alignToGrid(
+            *readVolumeFile(_resolve(files["probabilities"], baseDir), vector=True), expectedMatrix
+        )
         checkGeometry("probabilities", probabilities, probMatrix, expectedMatrix, expectedShape)
 
     labelsDtype = np.int16 if max(known) < 32768 else np.int32

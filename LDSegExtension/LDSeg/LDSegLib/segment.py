@@ -93,6 +93,7 @@ class SegmentationJob(runner.EngineJob):
 
     def prepare(self, workDir):
         sceneio.checkTransformable(self.inputVolumeNode)
+        sceneio.checkOrthogonalGrid(self.inputVolumeNode)
         self.extent = (
             sceneio.roiExtent(self.inputVolumeNode, self.roiNode)
             if self.roiNode is not None

@@ -13,14 +13,17 @@ from . import dependencies, logic, review, runner, sceneio, segment
 
 
 def _blobVolume(scene, name="LDSegTestVolume"):
-    """A small blob with a non-trivial geometry (oblique, anisotropic)."""
+    """A small blob with a non-trivial geometry (rotated axes, anisotropic spacing, flipped i)."""
     k, j, i = np.indices((12, 40, 36))
     blob = (i - 18) ** 2 / 100.0 + (j - 20) ** 2 / 150.0 + (k - 6) ** 2 / 16.0 < 1.0
     array = (blob * 200 + np.random.default_rng(0).normal(0, 10, blob.shape)).astype(np.float32)
     volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    sceneio.setIjkToRasArray(
-        volume, np.array([[-0.9, 0, 0, 20], [0, 0.9, 0.1, -10], [0, -0.05, 2.5, 5], [0, 0, 0, 1]], float)
-    )
+    angle = np.deg2rad(8.0)
+    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation @ np.diag([-0.9, 0.9, 2.5])
+    matrix[:3, 3] = (20.0, -10.0, 5.0)
+    sceneio.setIjkToRasArray(volume, matrix)
     volume.SetAndObserveImageData(sceneio.imageFromArray(array))
     volume.CreateDefaultDisplayNodes()
     return volume, array
