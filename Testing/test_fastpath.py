@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ldseg.cli.main import main
 from ldseg.config import Preprocessing
-from ldseg.data.preprocess import labels_to_classes, normalize_intensity, restore_probabilities
+from ldseg.data.preprocess import labels_to_classes, normalize_intensity
 from ldseg.device import inference_policy, training_policy
 from ldseg.diffusion.samplers import sample
 from ldseg.diffusion.schedule import NoiseSchedule
@@ -19,6 +19,30 @@ from ldseg.inference.restore import restore_result, slab_rows
 from ldseg.inference.segmenter import Segmenter
 from ldseg.io.images import read_image, read_label
 from ldseg.nn.layers import SelfAttention
+
+
+def _reference_restore(probs: torch.Tensor, spatial_shape) -> torch.Tensor:
+    """The restore in one piece (the whole grid interpolated at once): what the
+    slab-wise restore must match. Resample class probabilities back to the image's own spatial size.
+
+    ``probs`` is ``(N, C, *grid)`` or ``(C, *grid)``; the result keeps the
+    leading dims, is non-negative and sums to 1 over C at every voxel.
+    """
+    spatial_shape = tuple(int(s) for s in spatial_shape)
+    batched = probs.dim() == len(spatial_shape) + 2
+    if not batched and probs.dim() != len(spatial_shape) + 1:
+        raise ValueError(f"probabilities of shape {tuple(probs.shape)} do not fit spatial shape {spatial_shape}")
+    tensor = probs if batched else probs[None]
+    tensor = tensor.float()
+    if tuple(tensor.shape[2:]) != spatial_shape:
+        dims = len(spatial_shape)
+        mode = {2: "bilinear", 3: "trilinear"}[dims]
+        tensor = F.interpolate(tensor, size=spatial_shape, mode=mode, align_corners=False)
+    tensor = tensor.clamp_min(0)
+    total = tensor.sum(dim=1, keepdim=True)
+    uniform = torch.full_like(tensor, 1.0 / tensor.shape[1])
+    tensor = torch.where(total > 0, tensor / total.clamp_min(1e-12), uniform)
+    return tensor if batched else tensor[0]
 
 
 def _volume(shape, seed=0):
@@ -74,14 +98,22 @@ def test_fast_path_matches_fp32_on_the_shipped_model(shared_data):
         assert abs(dice[0] - dice[1]) < 0.01 and min(dice) > 0.6
 
 
-def test_fused_attention_equals_multihead_attention():
+def test_fused_attention_equals_multihead_attention_in_training_and_inference():
+    """One attention path: the fused kernel on nn.MultiheadAttention's weights
+    computes what nn.MultiheadAttention itself computes, and its gradients."""
     torch.manual_seed(0)
-    attention = SelfAttention(32, heads=4).eval()
-    x = torch.randn(2, 32, 6, 5, 4)
+    attention = SelfAttention(32, heads=4)
+    x = torch.randn(2, 32, 6, 5, 4, requires_grad=True)
+    tokens = attention.norm(x).reshape(2, 32, -1).transpose(1, 2)
+    reference, _ = attention.attn(tokens, tokens, tokens, need_weights=False)
+    reference = x + reference.transpose(1, 2).reshape(x.shape)
+    fused = attention(x)
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    (g_ref,) = torch.autograd.grad(reference.square().sum(), x)
+    (g_fused,) = torch.autograd.grad(attention(x).square().sum(), x)
+    torch.testing.assert_close(g_fused, g_ref, atol=1e-4, rtol=1e-4)
     with torch.no_grad():
-        fused = attention(x)  # no gradients: scaled_dot_product_attention
-    reference = attention(x)  # gradients on: nn.MultiheadAttention
-    torch.testing.assert_close(fused, reference.detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(attention(x), reference.detach(), atol=1e-5, rtol=1e-5)
 
 
 # -- precision switches ------------------------------------------------------------------
@@ -165,7 +197,7 @@ def test_chunked_restore_equals_unchunked_restore(grid, shape):
     mean[:, 0] = 0  # a zero-probability slice: uniform after restoring
     sd = torch.rand(3, *grid, generator=g) * 0.2
     # the whole-volume path (what the Segmenter did before slabs)
-    probs = restore_probabilities(mean, shape)
+    probs = _reference_restore(mean, shape)
     mode = "bilinear" if len(shape) == 2 else "trilinear"
     sd_map = F.interpolate(sd.amax(0)[None, None], size=shape, mode=mode, align_corners=False)[0, 0].clamp_min(0)
     assert slab_rows(shape, 4 * 10 * 2, budget=1) == 1  # one row per slab at a tiny budget

@@ -14,7 +14,6 @@ from ldseg.data.preprocess import (
     normalize_intensity,
     prepare_image,
     prepare_label,
-    restore_probabilities,
 )
 from ldseg.errors import InputError
 from ldseg.io.images import Geometry, MedicalImage, read_image, read_label
@@ -199,17 +198,3 @@ def test_classes_to_labels_dtype():
     assert classes_to_labels(np.array([0, 1]), wide).dtype == np.uint16
     negative = Preprocessing(dims=2, channels=1, grid=(2, 2), label_values=(-1, 5))
     assert classes_to_labels(np.array([0, 1]), negative).tolist() == [-1, 5]
-
-
-def test_restore_probabilities():
-    logits = torch.randn(2, 3, 8, 8, 8, generator=torch.Generator().manual_seed(0))
-    probs = logits.softmax(dim=1)
-    out = restore_probabilities(probs, (5, 11, 13))
-    assert out.shape == (2, 3, 5, 11, 13)
-    assert out.min() >= 0
-    torch.testing.assert_close(out.sum(dim=1), torch.ones(2, 5, 11, 13))
-    single = restore_probabilities(probs[0], (5, 11, 13))
-    assert single.shape == (3, 5, 11, 13)
-    torch.testing.assert_close(single, out[0])
-    with pytest.raises(ValueError):
-        restore_probabilities(probs, (5, 11))

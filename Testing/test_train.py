@@ -214,3 +214,27 @@ def test_new_task_reuses_every_layer_that_fits(tmp_path, shared_data):
     )
     assert proc.returncode == 0, proc.stderr
     assert read_config(tmp_path / "three.safetensors").class_names == ("bg", "ant", "post")
+
+
+def test_time_budget_stops_after_the_epoch_that_reaches_it_and_keeps_the_best(shared_data, tmp_path):
+    """--time-budget counts epochs and validation, stops after the epoch that
+    reaches it (validated, as the last epoch always is), the model file is the
+    best validation epoch, and a resumed run has no time left."""
+    pairs = find_pairs(shared_data / "glas" / "train")[:6]
+    config = config_for_dataset(pairs, size="tiny", grid=(32, 32), class_names=("background", "gland"))
+    data = SegmentationDataset(pairs, config.preprocessing)
+    budget_minutes = 0.03  # a few tiny epochs, however fast this machine is
+
+    def trainer():
+        options = TrainOptions(epochs=10_000, time_budget=budget_minutes, batch_size=3, validate_every=10_000)
+        return Trainer(config, data, data, options, tmp_path, torch.device("cpu"))
+
+    run = trainer()
+    run.fit()
+    seconds = [row["seconds"] for row in run.log]
+    assert run.epoch == len(seconds) < 10_000
+    assert sum(seconds) >= budget_minutes * 60 > sum(seconds[:-1])  # stopped by the epoch that reached it
+    assert "val_dice" in run.log[-1] and all("val_dice" not in row for row in run.log[:-1])
+    assert read_config(tmp_path / "best.safetensors").training["epochs"] == run.best_epoch == run.epoch
+    resumed = trainer()
+    assert resumed.resume() and resumed.out_of_time()

@@ -146,20 +146,6 @@ class Preprocessing:
         return cls(**kwargs)
 
 
-def _is_int(value) -> bool:
-    """Integer but not bool (JSON true must not pass as 1)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    """Finite real number, not bool."""
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
-
-
 @dataclass
 class NetworkConfig:
     """Shapes of the four networks (the reference code's sizes by default)."""
@@ -220,12 +206,12 @@ class ScheduleConfig:
 
 @dataclass
 class DiffusionConfig:
-    schedule: str = "cosine"
-    steps: int = 1000  # T
-    beta_start: float = 1e-4  # linear schedule
-    beta_end: float = 0.02
-    cosine_s: float = 0.008  # cosine schedule offset
-    max_beta: float = 0.999  # cosine schedule clip
+    schedule: str = ScheduleConfig.kind
+    steps: int = ScheduleConfig.steps  # T
+    beta_start: float = ScheduleConfig.beta_start  # linear schedule
+    beta_end: float = ScheduleConfig.beta_end
+    cosine_s: float = ScheduleConfig.cosine_s  # cosine schedule offset
+    max_beta: float = ScheduleConfig.max_beta  # cosine schedule clip
     prediction: str = "eps"  # what the denoiser predicts (PREDICTIONS)
     restandardize: bool = True  # per-sample, after every sampling step
     decoder_input: str = "paper"  # paper: z_t - eps_hat (eq. 12); x0: the x0 estimate

@@ -23,7 +23,6 @@ __all__ = [
     "prepare_image",
     "labels_to_classes",
     "prepare_label",
-    "restore_probabilities",
     "classes_to_labels",
     "resize",
 ]
@@ -175,31 +174,10 @@ def prepare_label(labels: np.ndarray, pre: Preprocessing, source: str) -> torch.
     return resampled[0].argmax(dim=0).to(torch.int64)
 
 
-def restore_probabilities(probs: torch.Tensor, spatial_shape) -> torch.Tensor:
-    """Resample class probabilities back to the image's own spatial size.
-
-    ``probs`` is ``(N, C, *grid)`` or ``(C, *grid)``; the result keeps the
-    leading dims, is non-negative and sums to 1 over C at every voxel.
-    """
-    spatial_shape = tuple(int(s) for s in spatial_shape)
-    batched = probs.dim() == len(spatial_shape) + 2
-    if not batched and probs.dim() != len(spatial_shape) + 1:
-        raise ValueError(f"probabilities of shape {tuple(probs.shape)} do not fit spatial shape {spatial_shape}")
-    tensor = probs if batched else probs[None]
-    tensor = tensor.float()
-    if tuple(tensor.shape[2:]) != spatial_shape:
-        dims = len(spatial_shape)
-        mode = {2: "bilinear", 3: "trilinear"}[dims]
-        tensor = F.interpolate(tensor, size=spatial_shape, mode=mode, align_corners=False)
-    tensor = tensor.clamp_min(0)
-    total = tensor.sum(dim=1, keepdim=True)
-    uniform = torch.full_like(tensor, 1.0 / tensor.shape[1])
-    tensor = torch.where(total > 0, tensor / total.clamp_min(1e-12), uniform)
-    return tensor if batched else tensor[0]
-
-
-def _label_dtype(values: np.ndarray) -> np.dtype:
-    """Smallest integer dtype holding ``values`` (uint8 when possible)."""
+def smallest_integer_dtype(values) -> np.dtype:
+    """Smallest integer dtype holding ``values`` (uint8 when possible): label
+    maps and class-index maps are stored in it."""
+    values = np.asarray(values)
     low, high = int(values.min()), int(values.max())
     return np.result_type(np.min_scalar_type(low), np.min_scalar_type(high))
 
@@ -210,4 +188,4 @@ def classes_to_labels(classes: np.ndarray, pre: Preprocessing) -> np.ndarray:
     if classes.size and (classes.min() < 0 or classes.max() >= pre.num_classes):
         raise ValueError(f"class indices must be in 0..{pre.num_classes - 1}")
     values = np.asarray(pre.label_values, dtype=np.int64)
-    return values.astype(_label_dtype(values))[classes]
+    return values.astype(smallest_integer_dtype(values))[classes]

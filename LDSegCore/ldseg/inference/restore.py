@@ -11,7 +11,7 @@ result arrays.
 Linear resampling is separable, so a slab is exact: the first axis is
 interpolated by hand for just the slab's rows, the remaining axes by
 ``F.interpolate`` with the same sizes as the whole-volume call; the result
-matches :func:`ldseg.data.preprocess.restore_probabilities` to float rounding.
+matches one-piece interpolation of the whole grid to float rounding (Testing/test_fastpath.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.preprocess import smallest_integer_dtype
+
 #: Working memory for restoring when none is given (bytes).
 DEFAULT_RESTORE_BUDGET = 256e6
 
@@ -32,11 +34,6 @@ class RestoredResult:
     probabilities: np.ndarray  # (C, *shape) float32, non-negative, sums to 1 over C
     sd: np.ndarray  # (*shape) float32, >= 0
     classes: np.ndarray  # (*shape) arg-max of the probabilities; uint8 up to 256 classes
-
-
-def class_index_dtype(num_classes: int) -> np.dtype:
-    """The smallest unsigned integer type that holds every class index."""
-    return np.dtype(np.uint8 if num_classes <= 256 else np.uint16 if num_classes <= 65536 else np.int64)
 
 
 def linear_weights(in_size: int, out_size: int, start: int, stop: int):
@@ -87,7 +84,7 @@ def slabs(length: int, rows: int) -> Iterator[tuple[int, int]]:
 
 def normalize_probabilities(p: torch.Tensor) -> torch.Tensor:
     """Clamp to >= 0 and rescale to sum 1 over the classes (uniform where all
-    are zero), as :func:`ldseg.data.preprocess.restore_probabilities` does."""
+    are zero)."""
     p = p.clamp_min_(0)
     total = p.sum(dim=0, keepdim=True)
     p.div_(total.clamp_min(1e-12))
@@ -112,7 +109,7 @@ def restore_result(
     probabilities = np.empty((c, *shape), dtype=np.float32)
     sd = np.zeros(shape, dtype=np.float32)
     # 1 byte per voxel, not 8: for a 512^3 volume the class map is 128 MB, not 1 GB
-    classes = np.empty(shape, dtype=class_index_dtype(c))
+    classes = np.empty(shape, dtype=smallest_integer_dtype([0, c - 1]))
     sd_grid = sd_per_class.amax(dim=0, keepdim=True) if sd_per_class is not None else None
     # per output voxel: C interpolated + C for the where(), the total, the
     # SD, 8 bytes of arg-max; x 4 bytes, and twice for the slab's inputs

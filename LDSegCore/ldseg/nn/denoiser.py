@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import NetworkConfig
-from .layers import SelfAttention, conv
+from .layers import SelfAttention, Upsample, conv
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -78,7 +78,7 @@ class Denoiser(nn.Module):
                 self.up.append(_Stage(dims, prev + skips.pop(), c, tdim, net.denoiser_groups, a, net.attention_heads))
                 prev = c
             if level > 0:
-                self.up.append(_Up(dims, prev))
+                self.up.append(Upsample(dims, prev))
         self.out = nn.Sequential(
             nn.GroupNorm(math.gcd(prev, net.denoiser_groups), prev), nn.SiLU(), conv(dims, prev, net.latent_channels)
         )
@@ -100,8 +100,8 @@ class Denoiser(nn.Module):
         for block in self.mid:
             h = block(h, temb)
         for block in self.up:
-            if isinstance(block, _Up):
-                h = block(h, temb)
+            if isinstance(block, Upsample):
+                h = block(h)
             else:
                 h = block(torch.cat([h, hs.pop()], dim=1), temb)
         out = self.out(h)
@@ -122,18 +122,13 @@ class _Stage(nn.Module):
 
 
 class _Down(nn.Module):
+    """A strided convolution taking the time embedding like every block here.
+    Not layers.Downsample: its weights are named ``conv``, where Downsample's
+    are ``op``, and trained model files carry these names."""
+
     def __init__(self, dims, channels):
         super().__init__()
         self.conv = conv(dims, channels, channels, stride=2)
 
     def forward(self, x, temb):
         return self.conv(x)
-
-
-class _Up(nn.Module):
-    def __init__(self, dims, channels):
-        super().__init__()
-        self.conv = conv(dims, channels, channels)
-
-    def forward(self, x, temb):
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

@@ -1,0 +1,177 @@
+"""The engine's single homes: the config owns every default, the command line
+derives its flags from it, and model files read and list without torch."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ldseg.cli.main import build_parser
+from ldseg.cli.options import SEGMENT_HELP, TRAIN_HELP, segment_options, train_options
+from ldseg.config import (
+    LEGACY_VALUES,
+    PREDICTIONS,
+    SAMPLERS,
+    DiffusionConfig,
+    ModelConfig,
+    NetworkConfig,
+    SegmentOptions,
+    TrainOptions,
+)
+from ldseg.errors import InputError
+from ldseg.io.modelfile import read_safetensors, write_safetensors
+from ldseg.io.models import resolve_model
+
+#: Runs code in a fresh interpreter in which importing torch fails.
+NO_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is not installed (blocked by the test)")
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def _run_without_torch(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH + code], capture_output=True, text=True, timeout=120)
+
+
+def test_models_list_and_config_read_without_torch():
+    done = _run_without_torch(
+        "from ldseg.io.models import list_models\n"
+        "import json\n"
+        "print(json.dumps([m['name'] for m in list_models() if 'error' not in m]))\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert {"hippocampus", "glas"} <= set(json.loads(done.stdout))
+    cli = _run_without_torch("from ldseg.cli.main import main\nraise SystemExit(main(['models', '--json']))")
+    assert cli.returncode == 0, cli.stderr
+    assert {m["name"] for m in json.loads(cli.stdout)} >= {"hippocampus", "glas"}
+
+
+def test_every_option_field_has_one_flag_whose_default_is_the_configs():
+    parser = build_parser()
+    train = parser.parse_args(["train", "data", "-o", "m.safetensors"])
+    assert train_options(train) == TrainOptions()
+    segment = parser.parse_args(["segment", "image.nii.gz", "-o", "out"])
+    assert segment_options(segment) == SegmentOptions()
+    evaluate = parser.parse_args(["evaluate", "model", "data"])
+    assert segment_options(evaluate) == SegmentOptions()  # evaluate samples like segment (N = 10)
+    assert set(TRAIN_HELP) == {f.name for f in dataclasses.fields(TrainOptions)}
+    assert set(SEGMENT_HELP) == {f.name for f in dataclasses.fields(SegmentOptions)}
+    d = DiffusionConfig()
+    assert (train.schedule, train.prediction, train.decoder_input) == (d.schedule, d.prediction, d.decoder_input)
+    sampler = next(a for a in parser._subparsers._group_actions[0].choices["segment"]._actions if a.dest == "sampler")
+    assert tuple(sampler.choices) == SAMPLERS
+    prediction = next(
+        a for a in parser._subparsers._group_actions[0].choices["train"]._actions if a.dest == "prediction"
+    )
+    assert tuple(prediction.choices) == PREDICTIONS
+
+
+@pytest.mark.parametrize(
+    "argv,flag_name",
+    [
+        (["segment", "i.nii.gz", "-o", "o", "--steps", "0"], "--steps"),
+        (["segment", "i.nii.gz", "-o", "o", "--eta", "nan"], "--eta"),
+        (["segment", "i.nii.gz", "-o", "o", "--memory-budget", "inf"], "--memory-budget"),
+        (["segment", "i.nii.gz", "-o", "o", "--seed", str(2**64)], "--seed"),
+        (["train", "d", "-o", "m.safetensors", "--epochs", "0"], "--epochs"),
+        (["train", "d", "-o", "m.safetensors", "--lr", "-1"], "--lr"),
+        (["train", "d", "-o", "m.safetensors", "--batch-size", "0"], "--batch-size"),
+        (["train", "d", "-o", "m.safetensors", "--time-budget", "-5"], "--time-budget"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_its_flag(argv, flag_name):
+    args = build_parser().parse_args(argv)
+    build = segment_options if argv[0] == "segment" else train_options
+    with pytest.raises(InputError) as e:
+        build(args)
+    assert str(e.value).startswith(flag_name + " ")
+
+
+def test_steps_zero_is_an_error_on_the_command_line_not_the_model_default(tmp_path, shared_data):
+    image = shared_data / "hippocampus" / "images" / "hippocampus_393.nii.gz"
+    done = subprocess.run(
+        [sys.executable, "-m", "ldseg", "segment", str(image), "-o", str(tmp_path / "out"), "--steps", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "--steps" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_older_model_file_keeps_the_settings_it_was_made_with():
+    """Fields a format-1 file lacks take the values of that time, not today's defaults."""
+    config = ModelConfig.from_dict(json.loads(json.dumps(_minimal_v1_config())))
+    for key, value in LEGACY_VALUES["diffusion"].items():
+        assert getattr(config.diffusion, key) == value
+    assert config.network.refine_width == LEGACY_VALUES["network"]["refine_width"]
+    assert config.architecture == "ldseg"
+    assert NetworkConfig().refine_width == 0 and DiffusionConfig().prediction in PREDICTIONS
+
+
+def _minimal_v1_config() -> dict:
+    return {
+        "preprocessing": {"dims": 2, "channels": 1, "grid": [32, 32], "label_values": [0, 1]},
+        "class_names": ["background", "fg"],
+        "diffusion": {"schedule": "cosine", "steps": 1000},
+        "format_version": 1,
+    }
+
+
+def test_our_model_files_read_with_the_official_safetensors_package():
+    st = pytest.importorskip("safetensors.torch")
+    path = resolve_model("hippocampus")
+    ours, metadata = read_safetensors(path)
+    theirs = st.load_file(str(path))
+    assert set(ours) == set(theirs)
+    for name, tensor in ours.items():
+        assert torch.equal(tensor, theirs[name]), name
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata()["config"] == metadata["config"]
+
+
+def test_files_the_official_package_writes_read_with_ours_bf16_included(tmp_path):
+    st = pytest.importorskip("safetensors.torch")
+    tensors = {
+        "f32": torch.randn(3, 4),
+        "bf16": torch.randn(5, 2).to(torch.bfloat16),
+        "f16": torch.randn(7).half(),
+        "i64": torch.arange(6).reshape(2, 3),
+        "u8": torch.tensor([0, 7, 255], dtype=torch.uint8),
+    }
+    path = tmp_path / "theirs.safetensors"
+    st.save_file(tensors, str(path), metadata={"k": "v"})
+    ours, metadata = read_safetensors(path)
+    assert metadata == {"k": "v"}
+    for name, tensor in tensors.items():
+        assert ours[name].dtype == tensor.dtype and torch.equal(ours[name], tensor), name
+    back = tmp_path / "ours.safetensors"
+    write_safetensors(back, tensors, {"k": "v"})
+    again = st.load_file(str(back))
+    for name, tensor in tensors.items():
+        assert again[name].dtype == tensor.dtype and torch.equal(again[name], tensor), name
+
+
+def test_model_header_listing_reads_no_weights(tmp_path):
+    """A model listing costs the header, not the file: a model whose weights
+    are absent (a truncated copy) still lists with its config."""
+    from ldseg.io.modelheader import read_config
+
+    source = Path(resolve_model("glas"))
+    data = source.read_bytes()
+    n = int(np.frombuffer(data[:8], dtype="<u8")[0])
+    cut = tmp_path / "glas.safetensors"
+    cut.write_bytes(data[: 8 + n])
+    assert read_config(cut).name == read_config(source).name
