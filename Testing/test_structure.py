@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ldseg.cli.main import build_parser
-from ldseg.cli.options import SEGMENT_HELP, TRAIN_HELP, segment_options, train_options
+from ldseg.cli.options import SEGMENT_HELP, TRAIN_HELP, recipe_settings, segment_options, train_options
 from ldseg.config import (
     LEGACY_VALUES,
     PREDICTIONS,
@@ -65,8 +65,17 @@ def test_every_option_field_has_one_flag_whose_default_is_the_configs():
     assert segment_options(evaluate) == SegmentOptions()  # evaluate samples like segment (N = 10)
     assert set(TRAIN_HELP) == {f.name for f in dataclasses.fields(TrainOptions)}
     assert set(SEGMENT_HELP) == {f.name for f in dataclasses.fields(SegmentOptions)}
-    d = DiffusionConfig()
-    assert (train.schedule, train.prediction, train.decoder_input) == (d.schedule, d.prediction, d.decoder_input)
+    d, n = DiffusionConfig(), NetworkConfig()
+    assert train.schedule == d.schedule
+    assert recipe_settings(train) == {
+        "prediction": d.prediction,
+        "decoder_input": d.decoder_input,
+        "refine_width": n.refine_width,
+    }
+    paper = build_parser().parse_args(["train", "data", "-o", "m.safetensors", "--recipe", "paper"])
+    assert recipe_settings(paper) == {"prediction": "eps", "decoder_input": "paper", "refine_width": 0}
+    mixed = build_parser().parse_args(["train", "d", "-o", "m.safetensors", "--recipe", "paper", "--prediction", "v"])
+    assert recipe_settings(mixed)["prediction"] == "v" and recipe_settings(mixed)["refine_width"] == 0
     sampler = next(a for a in parser._subparsers._group_actions[0].choices["segment"]._actions if a.dest == "sampler")
     assert tuple(sampler.choices) == SAMPLERS
     prediction = next(
@@ -116,7 +125,8 @@ def test_an_older_model_file_keeps_the_settings_it_was_made_with():
         assert getattr(config.diffusion, key) == value
     assert config.network.refine_width == LEGACY_VALUES["network"]["refine_width"]
     assert config.architecture == "ldseg"
-    assert NetworkConfig().refine_width == 0 and DiffusionConfig().prediction in PREDICTIONS
+    # ... although today's defaults differ (the recipe of docs/experiments.md)
+    assert (DiffusionConfig().prediction, NetworkConfig().refine_width) != ("eps", 0)
 
 
 def _minimal_v1_config() -> dict:

@@ -165,7 +165,7 @@ class NetworkConfig:
     denoiser_res_blocks: int = 2
     denoiser_groups: int = 4
     time_dim: int = 64
-    refine_width: int = 0  # boundary refiner's width (0: none, the paper's decoder); see ldseg.nn.refiner
+    refine_width: int = 16  # boundary refiner's width (0: none, the paper's decoder); see ldseg.nn.refiner
 
     @property
     def downsamplings(self) -> int:
@@ -212,9 +212,9 @@ class DiffusionConfig:
     beta_end: float = ScheduleConfig.beta_end
     cosine_s: float = ScheduleConfig.cosine_s  # cosine schedule offset
     max_beta: float = ScheduleConfig.max_beta  # cosine schedule clip
-    prediction: str = "eps"  # what the denoiser predicts (PREDICTIONS)
+    prediction: str = "v"  # what the denoiser predicts (PREDICTIONS; the paper: eps)
     restandardize: bool = True  # per-sample, after every sampling step
-    decoder_input: str = "paper"  # paper: z_t - eps_hat (eq. 12); x0: the x0 estimate
+    decoder_input: str = "x0"  # paper: z_t - eps_hat (eq. 12); x0: the x0 estimate
     sampler: str = "ddim"  # inference defaults
     sampling_steps: int = 2  # K (paper: 2 reaches the accuracy of all 1000)
 
@@ -242,6 +242,14 @@ class DiffusionConfig:
         if not 0 <= self.cosine_s or not 0 < self.max_beta < 1:
             raise ValueError("need cosine_s >= 0 and 0 < max_beta < 1")
 
+
+#: The recipes a new LDSeg model can start from: the defaults above (chosen
+#: by the controlled runs of docs/experiments.md), or the paper's own design
+#: (an honest baseline, and what papers that cite LDSeg describe).
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "paper": {"prediction": "eps", "decoder_input": "paper", "refine_width": 0},
+}
 
 #: Values of fields that model files of an earlier format did not store: a
 #: missing field means the file was made when the engine used this value.

@@ -108,5 +108,7 @@ class Predictor:
         memory_budget: float,
         progress: Callable[..., None] | None = None,
         times: dict[str, float] | None = None,
+        on_batch: Callable[[torch.Tensor], None] | None = None,
     ) -> Prediction:
+        """``on_batch`` receives each batch of samples' class probabilities (b, C, *grid)."""
         raise NotImplementedError

@@ -110,6 +110,7 @@ class _DiffusionPredictor(Predictor):
         memory_budget: float,
         progress: Callable[..., None] | None = None,
         times: dict[str, float] | None = None,
+        on_batch: Callable[[torch.Tensor], None] | None = None,
     ) -> Prediction:
         """Encode the image once, then N diffusion samples -> (mean, sd)."""
         progress = progress or (lambda *a, **k: None)
@@ -138,6 +139,7 @@ class _DiffusionPredictor(Predictor):
             options,
             on_progress=lambda f: progress("sample", 0.1 + 0.8 * f, f"{round(f * n)}/{n} samples"),
             image=image,
+            on_batch=on_batch,
         )
         times["sample"] = time.perf_counter() - t2
         return Prediction(mean, sd if n > 1 else None)

@@ -51,7 +51,9 @@ class _ForwardPredictor(Predictor):
         backend = compile_backend(compile)
         self.forward = model if backend is None else CompiledOrEager(model, "network", backend, on_warning)
 
-    def predict(self, image, sampling, *, bf16, eta, seed, memory_budget, progress=None, times=None) -> Prediction:
+    def predict(
+        self, image, sampling, *, bf16, eta, seed, memory_budget, progress=None, times=None, on_batch=None
+    ) -> Prediction:
         progress = progress or (lambda *a, **k: None)
         times = times if times is not None else {}
         t1 = time.perf_counter()
@@ -61,5 +63,7 @@ class _ForwardPredictor(Predictor):
         with torch.inference_mode(), autocast(image.device, bf16):
             mean = self.forward(image).float().softmax(dim=1)[0]
         times["forward"] = time.perf_counter() - t1
+        if on_batch is not None:
+            on_batch(mean[None])  # its one "sample"
         progress("sample", 0.9, sampling.note)
         return Prediction(mean, None)

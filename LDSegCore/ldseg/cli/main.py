@@ -338,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_diffusion_options(t)
     t.add_argument("--val-fraction", type=float, default=0.2, help="fraction of cases kept for validation")
     t.add_argument("--cases", type=int, default=None, help="use only the first N cases (sorted)")
+    t.add_argument("--group-by", metavar="REGEX", help="split whole groups: the part of a case name REGEX matches")
     t.add_argument("--run-dir", help="checkpoints and logs (default: OUTPUT without suffix + '.run')")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     t.add_argument("--overwrite", action="store_true", help="replace an existing output model file")

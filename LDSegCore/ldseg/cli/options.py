@@ -16,9 +16,11 @@ from ..config import (
     DECODER_INPUTS,
     PRECISIONS,
     PREDICTIONS,
+    RECIPES,
     SAMPLERS,
     SCHEDULES,
     DiffusionConfig,
+    NetworkConfig,
     SegmentOptions,
     TrainOptions,
 )
@@ -119,20 +121,42 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
 
 def add_diffusion_options(parser: argparse.ArgumentParser) -> None:
     """Settings of a new LDSeg model's diffusion (stored in its model file)."""
-    d = DiffusionConfig()
+    d, n = DiffusionConfig(), NetworkConfig()
+    parser.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default="default",
+        help="default (docs/experiments.md), or the paper's own design (eps-prediction, decoder on z_t - eps_hat, "
+        "no refiner); the flags below override single settings",
+    )
     parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="noise schedule")
     parser.add_argument(
-        "--prediction", choices=PREDICTIONS, default=d.prediction, help="what the denoiser predicts: noise, v, x0"
-    )
-    parser.add_argument(
-        "--refine-width",
-        type=int,
-        default=0,
-        help="boundary refiner's width (image detail where the decoded latent is unsure; 0: none, the paper's)",
+        "--prediction", choices=PREDICTIONS, default=None, help=f"what the denoiser predicts (default {d.prediction})"
     )
     parser.add_argument(
         "--decoder-input",
         choices=DECODER_INPUTS,
-        default=d.decoder_input,
-        help="what the decoder sees in training: z_t - eps_hat (paper) or the x0 estimate",
+        default=None,
+        help=f"what the decoder sees in training: z_t - eps_hat (paper) or the x0 estimate (default {d.decoder_input})",
     )
+    parser.add_argument(
+        "--refine-width",
+        type=int,
+        default=None,
+        help="boundary refiner's width: image detail where the decoded latent is unsure; 0: none, the paper's "
+        f"(default {n.refine_width})",
+    )
+
+
+def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The diffusion and refiner settings of a new model: its recipe, with any
+    of --prediction/--decoder-input/--refine-width given on top."""
+    settings = {"prediction": DiffusionConfig().prediction, "decoder_input": DiffusionConfig().decoder_input}
+    settings["refine_width"] = NetworkConfig().refine_width
+    settings.update(RECIPES[args.recipe])
+    for name in ("prediction", "decoder_input", "refine_width"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    if settings["refine_width"] < 0:
+        raise InputError(f"--refine-width must be 0 or more, not {settings['refine_width']}")
+    return settings

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import DiffusionConfig, ModelConfig
-from ..data.dataset import SegmentationDataset, find_pairs, split_cases
+from ..data.dataset import SegmentationDataset, describe_pairing, find_pairs, split_cases
 from ..device import resolve_device
 from ..errors import InputError, OutputError
 from ..io.atomic import write_bytes_atomic
@@ -18,7 +18,7 @@ from ..io.models import resolve_model
 from ..progress import Progress
 from ..training.presets import config_for_dataset, model_name_from
 from ..training.trainer import BEST_MODEL, CHECKPOINT, LAST_MODEL, Trainer
-from .options import train_options
+from .options import recipe_settings, train_options
 
 
 def _init_distributed(device: torch.device) -> None:
@@ -31,8 +31,9 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
     name = args.name or model_name_from(Path(args.output))
     architecture = args.architecture
     if not args.init:
+        recipe = recipe_settings(args)
         diffusion = DiffusionConfig(
-            schedule=args.schedule, prediction=args.prediction, decoder_input=args.decoder_input
+            schedule=args.schedule, prediction=recipe["prediction"], decoder_input=recipe["decoder_input"]
         )
         config = config_for_dataset(
             pairs,
@@ -47,9 +48,8 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
             architecture=architecture or "ldseg",
             downsamplings=args.downsamplings,
         )
-        if config.architecture == "ldseg":
-            config.network.refine_width = args.refine_width
-            config.validate()
+        config.network.refine_width = recipe["refine_width"] if config.architecture == "ldseg" else 0
+        config.validate()
         config.title, config.description = args.title or name, args.description
         return config, None
     init_path = resolve_model(args.init)
@@ -104,9 +104,12 @@ def run_training(args, progress: Progress) -> int:
     rank = dist.get_rank() if dist.is_initialized() else 0
 
     pairs = find_pairs(Path(args.dataset))
+    progress.info(describe_pairing(pairs))
     if args.cases:
         pairs = pairs[: args.cases]
-    train_pairs, val_pairs = split_cases(pairs, args.val_fraction) if args.val_fraction > 0 else (pairs, [])
+    train_pairs, val_pairs = (
+        split_cases(pairs, args.val_fraction, args.group_by) if args.val_fraction > 0 else (pairs, [])
+    )
     try:
         config, init_state = _config(args, pairs)
     except ValueError as e:  # e.g. a --grid of the wrong length, repeated --label-values

@@ -135,6 +135,7 @@ def sample_probabilities(
     on_progress: Callable[[float], None] | None = None,
     noise: Callable[[int], torch.Tensor] | None = None,
     image: torch.Tensor | None = None,
+    on_batch: Callable[[torch.Tensor], None] | None = None,
 ):
     """z_i: image latent of ONE image, shape (1, Ci, *latent).
 
@@ -155,6 +156,8 @@ def sample_probabilities(
         b = min(batch, n - done)
         z_T = to_device_async(torch.stack([noise(done + i) for i in range(b)]), device)
         probs = decode_samples(model, z_i, z_T, schedule, options, generator, image)
+        if on_batch is not None:  # e.g. to keep every sample's segmentation
+            on_batch(probs)
         count, mean, m2 = _merge(count, mean, m2, probs.double())
         done += b
         if on_progress is not None:

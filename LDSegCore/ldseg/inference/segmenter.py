@@ -51,6 +51,7 @@ class SegmentationResult:
     seconds: dict[str, float] = field(default_factory=dict)
     note: str = ""  # e.g. why a deterministic model's SD is zero
     precision: str = "fp32"  # fp32, or bf16 (autocast) where it was used
+    sample_classes: np.ndarray | None = None  # (N, *spatial) each sample's class map, if kept
 
 
 class Segmenter:
@@ -121,6 +122,7 @@ class Segmenter:
         sampler: str | None = None,
         eta: float = 0.0,
         seed: int | None = 0,
+        keep_samples: bool = False,
         progress: Callable[..., None] = null_progress,
     ) -> SegmentationResult:
         """Segment one image: a file/folder path, a MedicalImage, or an array
@@ -129,7 +131,9 @@ class Segmenter:
         The settings come as a ``request`` (checked when it was made) or as
         keywords (checked here: :class:`~ldseg.config.SegmentOptions`);
         ``steps``/``sampler`` None take the model's own, and the architecture
-        says what it runs (a deterministic model: one pass).
+        says what it runs (a deterministic model: one pass). ``keep_samples``
+        also returns every sample's class map on the input grid
+        (``sample_classes``; a deterministic model has one).
         """
         if request is None:
             try:
@@ -144,6 +148,12 @@ class Segmenter:
         x = prepare_image(image, self.config.preprocessing)[None].to(self.device)
         times["prepare"] = time.perf_counter() - t0
 
+        kept: list[np.ndarray] = []
+
+        def keep(batch: torch.Tensor) -> None:
+            for one in batch:
+                kept.append(restore_result(one, None, image.spatial_shape, self.restore_budget).classes)
+
         with torch.inference_mode():
             prediction = self.predictor.predict(
                 x,
@@ -154,6 +164,7 @@ class Segmenter:
                 memory_budget=self.memory_budget,
                 progress=progress,
                 times=times,
+                on_batch=keep if keep_samples else None,
             )
             t3 = time.perf_counter()
             progress("decode", 0.92, "resampling to the input grid")
@@ -173,6 +184,7 @@ class Segmenter:
             seconds={k: round(v, 4) for k, v in times.items()},
             note=sampling.note,
             precision=self.precision,
+            sample_classes=np.stack(kept) if keep_samples else None,
         )
 
     def _as_image(self, image, geometry: Geometry | None) -> MedicalImage:

@@ -88,9 +88,10 @@ def config_for_dataset(
     first = read_image(pairs[0].image)
     shapes, found = [], set()
     for pair in pairs:
-        labels, _ = read_label(pair.label)
-        shapes.append(labels.shape)
-        found.update(int(v) for v in np.unique(labels))
+        for path in pair.labels:  # every rater's: one may have marked nothing
+            labels, _ = read_label(path)
+            shapes.append(labels.shape)
+            found.update(int(v) for v in np.unique(labels))
     values = tuple(sorted(found)) if label_values is None else tuple(int(v) for v in label_values)
     if 0 not in values:
         values = (0,) + values

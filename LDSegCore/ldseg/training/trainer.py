@@ -213,7 +213,7 @@ class Trainer:
         batches = self._epoch_batches()
         done = 0
         for step, idx in enumerate(batches):
-            items = [self.train_set[i] for i in idx]
+            items = [self._training_item(i, aug_gen) for i in idx]
             images = torch.stack([it[0] for it in items])
             labels = torch.stack([it[1] for it in items])
             if opts.augment:
@@ -253,6 +253,13 @@ class Trainer:
             )
         self.scheduler.step()
         return {k: v / max(1, done) for k, v in sums.items()}
+
+    def _training_item(self, index: int, generator: torch.Generator):
+        """A multi-rater data set draws one rater's mask per case and step (from
+        the epoch's seeded stream, so resume stays exact); plain sequences
+        (the benchmarks pass lists) are indexed."""
+        draw = getattr(self.train_set, "training_item", None)
+        return draw(index, generator) if draw is not None else self.train_set[index]
 
     def _gradients_finite(self) -> bool:
         norms = [p.grad.detach().abs().amax() for p in self.model.parameters() if p.grad is not None]
