@@ -56,16 +56,16 @@ def test_segment_correct_add_finetune_resegment(scene, engineEnv, tinyModel, mon
     segmentationNode = job.result.segmentationNode
     engineLabels = sceneio.exportLabelValues(segmentationNode, volume)
 
-    # 2. correct: the first class gets a block of voxels that were background
+    # 2. correct: in a block, the first class's voxels become background and background becomes the class
     first = model.foregroundClasses[0]
     segmentation = segmentationNode.GetSegmentation()
     firstId = segmentation.GetSegmentIdBySegmentName(first["name"])
     mask = review.segmentMask(segmentationNode, firstId, volume)
     block = np.zeros_like(mask)
-    block[10:16, 20:30, 12:20] = True
-    block &= engineLabels == 0
+    block[8:20, 16:32, 10:24] = True
+    block &= (engineLabels == 0) | (engineLabels == int(first["label_value"]))  # no other class touched
     assert block.sum() > 100
-    replaceSegmentVoxels(scene, segmentationNode, firstId, volume, mask | block)
+    replaceSegmentVoxels(scene, segmentationNode, firstId, volume, mask ^ block)
     corrected = sceneio.exportLabelValues(segmentationNode, volume)
     assert int((corrected != engineLabels).sum()) == int(block.sum())
 
