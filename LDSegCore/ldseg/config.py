@@ -42,6 +42,11 @@ INTENSITY_METHODS = ("minmax", "percentile", "zscore", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 OUTPUT_FORMATS = ("nifti", "nrrd", "seg.nrrd")
 
+#: Keys of one class's standard terminology (DICOM / SNOMED CT, as DICOM SEG and 3D Slicer use it):
+#: each value is a code triplet [coding scheme designator, code value, code meaning], e.g.
+#: ["SCT", "5366008", "Hippocampus"]. "category" and "type" are required, the others optional.
+TERMINOLOGY_KEYS = ("category", "type", "type_modifier", "region", "region_modifier")
+
 #: Default colors for class 1, 2, ... (class 0, background, is never drawn).
 DEFAULT_COLORS = [
     (0, 0, 0),
@@ -280,6 +285,9 @@ class ModelConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     training: dict[str, Any] = field(default_factory=dict)  # summary of how it was trained
     architecture: str = "ldseg"  # one of ARCHITECTURES
+    # Optional: one entry per class (None for a class without one, e.g. background), each a dict of
+    # TERMINOLOGY_KEYS -> code triplet; empty when the model declares no terminology.
+    class_terminology: tuple[Any, ...] = ()
     format_version: int = MODEL_FORMAT_VERSION
     engine_version: str = __version__
 
@@ -288,6 +296,7 @@ class ModelConfig:
             self.class_colors = tuple(DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(self.class_names)))
         self.class_names = tuple(self.class_names)
         self.class_colors = tuple(tuple(int(v) for v in c) for c in self.class_colors)
+        self.class_terminology = tuple(self.class_terminology or ())
 
     @property
     def dims(self) -> int:
@@ -311,6 +320,11 @@ class ModelConfig:
             raise ValueError("a model needs at least two classes (background and one more)")
         if len(pre.label_values) != self.num_classes or len(self.class_colors) != self.num_classes:
             raise ValueError("class_names, class_colors and label_values must have one entry per class")
+        if self.class_terminology:
+            if len(self.class_terminology) != self.num_classes:
+                raise ValueError("class_terminology must have one entry per class (null for none)")
+            for name, entry in zip(self.class_names, self.class_terminology):
+                _validate_terminology(name, entry)
         f = 2**self.network.downsamplings
         if any(g % f for g in pre.grid):
             raise ValueError(
@@ -326,6 +340,7 @@ class ModelConfig:
         d["diffusion"] = asdict(self.diffusion)
         d["class_names"] = list(self.class_names)
         d["class_colors"] = [list(c) for c in self.class_colors]
+        d["class_terminology"] = [_terminology_json(t) for t in self.class_terminology]
         return d
 
     @classmethod
@@ -344,12 +359,21 @@ class ModelConfig:
         d = {**LEGACY_VALUES["model"], **d}
         known = {f.name for f in fields(cls)} - {"preprocessing", "network", "diffusion"}
         kwargs = {k: v for k, v in d.items() if k in known}
+        if not isinstance(kwargs.get("class_terminology", []), (list, tuple)):
+            raise ValueError("class_terminology must be a list")
         config = cls(preprocessing=pre, network=net, diffusion=diff, **kwargs)
         config.validate()
         return config
 
     def summary(self) -> dict[str, Any]:
         """What a user (or the Slicer model list) wants to see of a model."""
+        classes = [
+            {"index": i, "name": n, "label_value": int(v), "color": list(c)}
+            for i, (n, v, c) in enumerate(zip(self.class_names, self.preprocessing.label_values, self.class_colors))
+        ]
+        for entry, terminology in zip(classes, self.class_terminology):
+            if terminology:
+                entry["terminology"] = _terminology_json(terminology)
         return {
             "name": self.name,
             "title": self.title or self.name,
@@ -359,16 +383,40 @@ class ModelConfig:
             "dims": self.dims,
             "channels": self.preprocessing.channels,
             "grid": list(self.preprocessing.grid),
-            "classes": [
-                {"index": i, "name": n, "label_value": int(v), "color": list(c)}
-                for i, (n, v, c) in enumerate(zip(self.class_names, self.preprocessing.label_values, self.class_colors))
-            ],
+            "classes": classes,
             "sampler": self.diffusion.sampler,
             "sampling_steps": self.diffusion.sampling_steps,
             "format_version": self.format_version,
             "engine_version": self.engine_version,
             "training": self.training,
         }
+
+
+def _validate_terminology(class_name: str, entry: Any) -> None:
+    """One class's terminology: None, or TERMINOLOGY_KEYS -> [scheme, value, meaning] (strings)."""
+    if entry is None:
+        return
+    if not isinstance(entry, dict):
+        raise ValueError(f"class_terminology of {class_name!r} must be an object or null")
+    unknown = sorted(set(entry) - set(TERMINOLOGY_KEYS))
+    if unknown:
+        raise ValueError(f"class_terminology of {class_name!r}: unknown keys {unknown} (known: {TERMINOLOGY_KEYS})")
+    for key in ("category", "type"):
+        if key not in entry:
+            raise ValueError(f"class_terminology of {class_name!r} needs {key!r}")
+    for key, code in entry.items():
+        if (
+            not isinstance(code, (list, tuple))
+            or len(code) != 3
+            or not all(isinstance(part, str) and part.strip() for part in code)
+        ):
+            raise ValueError(
+                f"class_terminology of {class_name!r}: {key} must be [coding scheme, code value, code meaning]"
+            )
+
+
+def _terminology_json(entry: Any) -> Any:
+    return None if entry is None else {k: [str(p) for p in v] for k, v in entry.items()}
 
 
 @dataclass(frozen=True)

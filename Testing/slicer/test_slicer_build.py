@@ -66,13 +66,32 @@ def test_install_layout_puts_engine_next_to_module(tmp_path):
     )
     for f in engine:
         assert (lib / f).is_file(), f
+    # the shipped models with their cards and the catalogue the model list reads
+    shipped = lib / "ldseg" / "shipped_models"
+    for name in ("hippocampus", "glas"):
+        assert (shipped / f"{name}.safetensors").is_file() and (shipped / f"{name}.md").is_file()
+    assert (shipped / "catalogue.json").is_file()
     # the installed module finds the installed engine (not the development copy) and runs it
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from LDSegLib import runner, dependencies; "
-        "print(runner.enginePackageDir()); print(dependencies.engineVersion())"
+        "import sys; sys.path.insert(0, sys.argv[1]); from LDSegLib import runner, dependencies, models; "
+        "print(runner.enginePackageDir()); print(dependencies.engineVersion()); "
+        "print(' '.join(m.card for m in models.listModels() if m.source == 'shipped'))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(lib)], capture_output=True, text=True, cwd=tmp_path)
+    env = {**os.environ, "LDSEG_HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, "-c", code, str(lib)], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
-    packageDir, version = out.stdout.split()
+    packageDir, version, *cards = out.stdout.split()
     assert os.path.samefile(packageDir, lib)
     assert version == __import__("ldseg").__version__
+    assert cards and all(os.path.dirname(card) == str(shipped) for card in cards)  # cards from the install
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
+def test_older_slicer_is_refused_at_configure_time(tmp_path):
+    done = subprocess.run(
+        ["cmake", str(REPO), f"-DSlicer_DIR={STUB}", "-DLDSEG_STUB_SLICER_VERSION=5.6.2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "LDSeg needs Slicer 5.8 or later (found 5.6)" in done.stderr

@@ -185,7 +185,7 @@ def addLabeledCase(scene, name, classes):
     return segmentationNode, volume
 
 
-def test_fine_tune_from_scene_and_folder(scene, engineEnv, tinyModel, tmp_path):
+def test_fine_tune_from_scene_and_folder(scene, engineEnv, tinyModel, tmp_path, monkeypatch):
     candidates = [addLabeledCase(scene, f"hippocampus_{n}", tinyModel.classes) for n in ("006", "008")]
     assert training.sceneTrainingCandidates(scene) == candidates
     folder = tmp_path / "folder"
@@ -223,7 +223,21 @@ def test_fine_tune_from_scene_and_folder(scene, engineEnv, tinyModel, tmp_path):
         job.keepWorkDir = False
         job._cleanup()
     assert os.path.isfile(output)
-    models = segment.listModels(python=sys.executable, env=engineEnv)
+    monkeypatch.setenv("LDSEG_HOME", engineEnv["LDSEG_HOME"])
+    models = segment.listModels()  # in-process, as the module lists them
     mine = [m for m in models if m.path == output]
     assert len(mine) == 1 and mine[0].source == "user"
     assert [c["name"] for c in mine[0].classes] == [c["name"] for c in tinyModel.classes]
+
+
+def test_self_test_body_runs_on_real_mrml(scene, engineEnv, tinyModel):
+    """The module's self-test (LDSegTest runs the same function in Slicer), with the engine."""
+    from LDSegLib import selftest
+
+    entry = {**tinyModel.__dict__, "source": "user"}
+    logs = []
+    skipped = selftest.run(
+        scene, log=logs.append, python=sys.executable, env=engineEnv, listFunction=lambda: [dict(entry)]
+    )
+    assert skipped == []
+    assert any(line.startswith("Segmented on") for line in logs) and logs[-1] == "Cancel"

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import vtk
 from slicertesting import PROSTATE_CLASSES, loadVolume, slicer, syntheticSd, writeEngineOutputs
 
 from LDSegLib import colormaps, sceneio
@@ -213,3 +214,137 @@ def test_misplaced_result_is_refused_and_scene_untouched(scene, samples, tmp_pat
     with pytest.raises(sceneio.GeometryMismatchError):
         sceneio.importResults(scene, volume, result)
     assert nodeCount(scene) == before
+
+
+def linearTransform(scene, name, degrees=20.0, axis=(0.3, 1.0, 0.2), shift=(15.0, -8.0, 4.0)):
+    rotation = sitk.VersorTransform(tuple(float(a) for a in axis), np.deg2rad(degrees))
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.array(rotation.GetMatrix()).reshape(3, 3)
+    matrix[:3, 3] = shift
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", name)
+    m = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            m.SetElement(r, c, matrix[r, c])
+    node.SetMatrixTransformToParent(m)
+    return node, matrix
+
+
+def test_roi_crop_and_results_follow_parent_transforms(scene, samples, tmp_path):
+    """Volume and ROI each under a linear transform: the crop is where the ROI is in the world,
+    and the results go under the volume's transform, so they overlay it."""
+    inputPath = samples / PROSTATE
+    volume = loadVolume(scene, inputPath, name="prostate")
+    volumeTransform, volumeMatrix = linearTransform(scene, "volume transform")
+    volume.SetAndObserveTransformNodeID(volumeTransform.GetID())
+    roiTransform, roiMatrix = linearTransform(scene, "roi transform", degrees=0.0, shift=(3.0, 2.0, -1.0))
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "roi")
+    roi.SetAndObserveTransformNodeID(roiTransform.GetID())
+    worldCentre = volumeMatrix @ sceneio.ijkToRasArray(volume) @ np.array([40.0, 30.0, 6.0, 1.0])
+    roi.SetCenter(*(np.linalg.inv(roiMatrix) @ worldCentre)[:3])  # ROI's own coordinates
+    roi.SetSize(14.0, 11.0, 12.0)
+    extent = sceneio.roiExtent(volume, roi)
+
+    # the same, hardened by hand: a volume whose grid already is in world, an ROI at its world centre
+    hardened = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "hardened")
+    sceneio.setIjkToRasArray(hardened, volumeMatrix @ sceneio.ijkToRasArray(volume))
+    hardened.SetAndObserveImageData(volume.GetImageData())
+    worldRoi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "world roi")
+    worldRoi.SetCenter(*worldCentre[:3])
+    worldRoi.SetSize(14.0, 11.0, 12.0)
+    assert extent == sceneio.roiExtent(hardened, worldRoi)
+    (i0, i1), (j0, j1), (k0, k1) = extent
+    assert i0 <= 40 < i1 and j0 <= 30 < j1 and k0 <= 6 < k1 and extent != sceneio.fullExtent(volume)
+    # without the transforms the crop would be elsewhere
+    volume.SetAndObserveTransformNodeID(None)
+    assert sceneio.roiExtent(volume, roi) != extent
+    volume.SetAndObserveTransformNodeID(volumeTransform.GetID())
+
+    labels = sitkArray(samples / PROSTATE_LABEL).astype(np.int16)
+    result = writeEngineOutputs(tmp_path / "out", inputPath, labels, syntheticSd(labels.shape))
+    imported = sceneio.importResults(scene, volume, result)
+    for node in (imported.segmentationNode, imported.uncertaintyVolumeNode):
+        assert node.GetTransformNodeID() == volumeTransform.GetID()
+    # uncertain regions are reported in world coordinates (where "go to" must move the slices)
+    from LDSegLib import review
+
+    region = review.uncertainRegions(imported.uncertaintyVolumeNode, 0.1)[0]
+    expected = volumeMatrix @ sceneio.ijkToRasArray(volume) @ np.array([*region.centroidIjk, 1.0])
+    np.testing.assert_allclose(region.centroidRas, expected[:3], atol=1e-6)
+
+
+def test_non_linear_transform_is_refused_clearly(scene, samples, tmp_path):
+    inputPath = samples / PROSTATE
+    volume = loadVolume(scene, inputPath, name="prostate")
+    grid = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "warp")
+    volume.SetAndObserveTransformNodeID(grid.GetID())
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "roi")
+    with pytest.raises(ValueError, match="non-linear transform 'warp'.*Harden"):
+        sceneio.roiExtent(volume, roi)
+    labels = sitkArray(samples / PROSTATE_LABEL).astype(np.int16)
+    result = writeEngineOutputs(tmp_path / "out", inputPath, labels, syntheticSd(labels.shape))
+    before = nodeCount(scene)
+    with pytest.raises(ValueError, match="non-linear"):
+        sceneio.importResults(scene, volume, result)
+    assert nodeCount(scene) == before
+
+
+def test_segments_carry_standard_terminology(scene, samples, tmp_path):
+    inputPath = samples / PROSTATE
+    volume = loadVolume(scene, inputPath, name="prostate")
+    labels = sitkArray(samples / PROSTATE_LABEL).astype(np.int16)
+    result = writeEngineOutputs(tmp_path / "out", inputPath, labels, syntheticSd(labels.shape))
+    prostate = {
+        "category": ["SCT", "123037004", "Anatomical Structure"],
+        "type": ["SCT", "41216001", "Prostate"],
+    }
+    result["classes"][1]["terminology"] = prostate  # from the result's classes (the engine's config) ...
+    lesion = {
+        "category": ["SCT", "49755003", "Morphologically Altered Structure"],
+        "type": ["SCT", "52988006", "Lesion"],
+    }
+    imported = sceneio.importResults(scene, volume, result, terminology={"lesion": lesion})  # ... or given
+    segmentation = imported.segmentationNode.GetSegmentation()
+    terminologyLogic = slicer.vtkSlicerTerminologiesModuleLogic()
+    tag = slicer.vtkSegment.GetTerminologyEntryTagName()
+    for name, code in (("gland", prostate), ("lesion", lesion)):
+        segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name))
+        value = vtk.reference("")
+        assert segment.GetTag(tag, value)
+        text = str(value)
+        entry = slicer.vtkSlicerTerminologyEntry()
+        assert terminologyLogic.DeserializeTerminologyEntry(text, entry), text
+        assert entry.GetTypeObject().GetCodeValue() == code["type"][1]
+        assert entry.GetCategoryObject().GetCodeMeaning() == code["category"][2]
+    other = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("urethra"))
+    value = vtk.reference("")
+    other.GetTag(tag, value)  # no terminology declared: Slicer's default stays, none invented
+    assert "41216001" not in str(value) and "52988006" not in str(value)
+
+
+def test_left_handed_volume_results_on_its_own_voxels(scene, tmp_path):
+    """A volume made in code with a flipped axis (left-handed IJK-to-RAS): Slicer's reader returns
+    the engine's files with that axis reversed; the results must still land on the node's voxels."""
+    k, j, i = np.indices((6, 20, 18))
+    labels = ((i > 9) + 2 * (k > 3)).astype(np.int16)  # not symmetric in any axis
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "flipped")
+    matrix = np.diag([-0.9, 0.9, 2.5, 1.0])
+    matrix[:3, 3] = (20.0, -10.0, 5.0)
+    sceneio.setIjkToRasArray(volume, matrix)
+    volume.SetAndObserveImageData(sceneio.imageFromArray(labels.astype(np.float32)))
+    inputPath = tmp_path / "input.nrrd"
+    sceneio.writeVolumeForEngine(volume, inputPath)
+    reread, rereadMatrix = sceneio.readVolumeFile(inputPath)
+    assert not np.allclose(rereadMatrix, matrix)  # the reader did reverse an axis
+    classes = [
+        {"index": 0, "name": "background", "label_value": 0},
+        {"index": 1, "name": "a", "label_value": 1},
+        {"index": 2, "name": "b", "label_value": 2},
+        {"index": 3, "name": "c", "label_value": 3},
+    ]
+    engineLabels = sitk.GetArrayFromImage(sitk.ReadImage(str(inputPath))).astype(np.int16)  # as the engine sees it
+    np.testing.assert_array_equal(engineLabels, labels)
+    result = writeEngineOutputs(tmp_path / "out", inputPath, engineLabels, syntheticSd(labels.shape), classes=classes)
+    imported = sceneio.importResults(scene, volume, result)
+    np.testing.assert_array_equal(sceneio.exportLabelValues(imported.segmentationNode, volume), labels)
+    np.testing.assert_array_equal(imported.labels, labels)

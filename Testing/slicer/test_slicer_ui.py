@@ -2,6 +2,7 @@
 parameter node with widget types Slicer's connectGui can serve, and gives a picture of the panel."""
 
 import ast
+import pathlib
 import typing
 import xml.etree.ElementTree as ET
 
@@ -19,13 +20,13 @@ import panel  # noqa: E402
 from LDSegLib import parameters, review, sceneio  # noqa: E402
 
 UI = MODULE_DIR / "Resources" / "UI" / "LDSeg.ui"
-MODULE_FILE = MODULE_DIR / "LDSeg.py"
+WIDGET_FILE = MODULE_DIR / "LDSegWidgets" / "widget.py"
 
 
 def uiNamesUsedByModule():
-    """Every ``self.ui.NAME`` the module's code touches."""
+    """Every ``self.ui.NAME`` the module's widget code touches."""
     names = set()
-    for node in ast.walk(ast.parse(MODULE_FILE.read_text())):
+    for node in ast.walk(ast.parse(WIDGET_FILE.read_text())):
         if (
             isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Attribute)
@@ -55,7 +56,7 @@ def test_ui_loads_offscreen_with_every_named_widget(loaded):
     used = uiNamesUsedByModule()
     assert len(used) > 20  # the module really wires the panel (bound widgets come on top)
     missing = sorted(n for n in used if loaded.findChild(QObject, n) is None)
-    assert not missing, f"widgets named in LDSeg.py but absent from LDSeg.ui: {missing}"
+    assert not missing, f"widgets named in LDSegWidgets/widget.py but absent from LDSeg.ui: {missing}"
     # and the classes are what the code expects of them
     widgets = uiWidgets()
     expected = {
@@ -86,8 +87,8 @@ def test_parameter_bindings_match_the_parameter_node():
         if prop is not None:
             bound[prop.findtext("string")] = (name, w.get("class"))
     assert set(bound) <= set(parameters.PARAMETER_NAMES)
-    # set in code, not bound: the model (from the list) and the folder (a path widget)
-    assert set(parameters.PARAMETER_NAMES) - set(bound) == {"model", "trainingFolder"}
+    # set in code, not bound: the model (from the list); the cases folder is bound (a saved scene restores it)
+    assert set(parameters.PARAMETER_NAMES) - set(bound) == {"model"}
     hints = typing.get_type_hints(parameters.LDSegParameterNode, include_extras=True)
     for field, (name, cls) in bound.items():
         hint = hints[field]
@@ -102,10 +103,13 @@ def test_parameter_bindings_match_the_parameter_node():
             assert any(isinstance(e, parameters.WithinRange) for e in extras), field
         elif base is str:  # a QComboBox needs a Choice
             assert cls == "QComboBox" and any(isinstance(e, parameters.Choice) for e in extras), field
-        else:
+        elif base is pathlib.Path:  # connectGui serves a ctkPathLineEdit for a pathlib.Path
+            assert cls == "ctkPathLineEdit", field
+        else:  # a node or a union of nodes: the .ui lists the same types the wrapper will set
             assert cls == "qMRMLNodeComboBox", field
             nodeTypes = [s.text for s in uiWidgets()[name].findall("property[@name='nodeTypes']/stringlist/string")]
-            assert base.__name__ in nodeTypes, field
+            names = [a.__name__ for a in typing.get_args(base) if a is not type(None)] or [base.__name__]
+            assert nodeTypes == names, field
 
 
 def test_panel_picture(loaded, scene, samples, tmp_path):

@@ -48,13 +48,32 @@ def _versionTuple(text):
 
 
 def satisfies(version, specifier):
-    """Minimal ``>=X.Y`` check (the only form the engine's requirements use)."""
+    """Whether ``version`` meets a PEP 440 ``specifier`` (">=2.1", "<3,>=2.1", "==2.*", "~=1.4", ...).
+
+    Uses ``packaging`` (Slicer ships it). Local labels such as "+cpu" are accepted, pre-releases too
+    (a nightly torch is what a user may have on purpose). A version or specifier that cannot be
+    parsed does not satisfy: the user is asked to install rather than left with a broken engine.
+    """
     if not specifier:
         return True
-    match = re.fullmatch(r">=\s*([\d.]+)", specifier.strip())
-    if not match:
-        return True
-    return _versionTuple(version) >= _versionTuple(match.group(1))
+    try:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # pragma: no cover -- Slicer and the test environment have packaging
+        return _satisfiesWithoutPackaging(version, specifier)
+    try:
+        return SpecifierSet(specifier).contains(Version(version), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return False
+
+
+def _satisfiesWithoutPackaging(version, specifier):
+    """Only ">=X.Y" clauses can be checked without packaging; anything else counts as not met."""
+    for clause in specifier.split(","):
+        match = re.fullmatch(r">=\s*([\d.]+)", clause.strip())
+        if not match or _versionTuple(version) < _versionTuple(match.group(1)):
+            return False
+    return True
 
 
 def installedVersion(distribution):
@@ -106,6 +125,23 @@ class DependencyReport:
     @property
     def ok(self):
         return not self.missing and not self.outdated and not self.mismatch
+
+    @property
+    def engineMissing(self):
+        return self.engineVersion is None
+
+    @property
+    def torchMissing(self):
+        return any(r.distribution == "torch" for r in self.missing)
+
+    @property
+    def blocking(self):
+        """A sentence when no engine run can start (engine absent or a package missing), else None."""
+        if self.engineMissing:
+            return self.mismatch
+        if self.missing:
+            return "Missing: " + ", ".join(r.pip for r in self.missing)
+        return None
 
     @property
     def toInstall(self):

@@ -6,7 +6,10 @@ widgets to these fields through ``SlicerParameterName`` dynamic properties and
 class so the ``.ui`` bindings can be checked against them.
 """
 
-from typing import Annotated
+import pathlib
+from typing import Annotated, Union
+
+from .segment import DEVICES, SegmentSettings
 
 try:  # Slicer
     from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -23,11 +26,15 @@ except ImportError:  # slicer-core / plain Python: same annotations, no wrapping
 
 
 try:
-    from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+    from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLVectorVolumeNode
 except ImportError:  # documentation builds without MRML
-    vtkMRMLMarkupsROINode = vtkMRMLScalarVolumeNode = vtkMRMLSegmentationNode = object
+    vtkMRMLMarkupsROINode = vtkMRMLScalarVolumeNode = vtkMRMLSegmentationNode = vtkMRMLVectorVolumeNode = object
 
-from .segment import DEVICES, SegmentSettings
+#: The volumes a model can take: scalar (CT, MR) and RGB (vector, 2D histology). ``connectGui`` sets the
+#: combo box's ``nodeTypes`` to exactly these class names; with ``showChildNodeTypes`` false a subclass
+#: (the vector volume of an RGB image, the label map) is shown only when named, so both are named here.
+#: ``None`` lets the parameter node hold "no volume" (the wrapper stores a node union's None through it).
+InputVolume = Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode, None]
 
 
 class LDSegParameterNode:
@@ -36,10 +43,11 @@ class LDSegParameterNode:
     Segment: inputVolume, roi, useRoi, model (path, set from the model list), device, steps
     (0 = the model's own), samples, seed, probabilities.
     Review: segmentation, uncertainty, sdOpacity, sdThreshold.
-    Fine-tune: epochs, learningRate, trainingFolder.
+    Fine-tune: epochs, timeBudget (minutes, 0 = none), learningRate, trainingFolder (a folder of
+    labeled cases; the path widget is bound, so a saved scene restores it).
     """
 
-    inputVolume: vtkMRMLScalarVolumeNode
+    inputVolume: InputVolume
     roi: vtkMRMLMarkupsROINode
     useRoi: bool = False
     model: str = ""
@@ -53,8 +61,9 @@ class LDSegParameterNode:
     sdOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
     sdThreshold: Annotated[float, WithinRange(0.0, 0.5)] = 0.1
     epochs: Annotated[int, WithinRange(1, 10000)] = 20
+    timeBudget: Annotated[int, WithinRange(0, 1440)] = 0
     learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = 1e-4
-    trainingFolder: str = ""
+    trainingFolder: pathlib.Path
 
 
 #: Field names (what ``SlicerParameterName`` in the .ui may refer to).
@@ -76,3 +85,9 @@ def segmentSettings(parameterNode):
         sdThreshold=parameterNode.sdThreshold,
         sdOpacity=parameterNode.sdOpacity,
     )
+
+
+def folderText(path):
+    """A bound path field as text: "" when unset (the wrapper's empty path reads back as ".")."""
+    text = str(path or "")
+    return "" if text in ("", ".") else text

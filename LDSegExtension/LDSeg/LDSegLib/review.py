@@ -115,54 +115,59 @@ class UncertainRegion:
 def uncertainRegions(sdVolumeNode, threshold, maxRegions=100):
     """Connected regions (26-connected) of SD > threshold, most uncertain first (by summed SD).
 
-    Positions are voxel (i, j, k) and RAS of the region's centroid and of its peak voxel.
+    Positions are voxel (i, j, k) and world RAS (the volume's parent transform applied) of the
+    region's centroid and of its peak voxel. One labeling pass and one sort of the voxels above
+    the threshold, whatever the number of regions: only the ``maxRegions`` first are described.
     """
-    sd = sceneio.arrayFromImage(sdVolumeNode).astype(np.float64)
-    mask = (sd > threshold).astype(np.uint8)
+    sd = sceneio.arrayFromImage(sdVolumeNode)
+    mask = sd > threshold
     if not mask.any():
         return []
     connectivity = vtk.vtkImageConnectivityFilter()
-    connectivity.SetInputData(sceneio.imageFromArray(mask))
+    connectivity.SetInputData(sceneio.imageFromArray(mask.astype(np.uint8)))
     connectivity.SetScalarRange(1, 1)
     connectivity.SetExtractionModeToAllRegions()
     connectivity.SetLabelModeToSizeRank()
     connectivity.SetLabelScalarTypeToInt()
     connectivity.Update()
-    labelsImage = connectivity.GetOutput()
-    labels = numpy_support.vtk_to_numpy(labelsImage.GetPointData().GetScalars()).reshape(sd.shape)
+    labels = numpy_support.vtk_to_numpy(connectivity.GetOutput().GetPointData().GetScalars())
     count = int(labels.max())
-    flat = labels.ravel()
-    sdFlat = sd.ravel()
-    sums = np.bincount(flat, weights=sdFlat, minlength=count + 1)
-    sizes = np.bincount(flat, minlength=count + 1)
-    kk, jj, ii = np.indices(sd.shape)
-    ci = np.bincount(flat, weights=ii.ravel(), minlength=count + 1)
-    cj = np.bincount(flat, weights=jj.ravel(), minlength=count + 1)
-    ck = np.bincount(flat, weights=kk.ravel(), minlength=count + 1)
-    matrix = sceneio.ijkToRasArray(sdVolumeNode)
+    # only the voxels above the threshold from here on
+    where = np.flatnonzero(mask.ravel())
+    regionOf = labels[where].astype(np.int64)
+    values = sd.ravel()[where].astype(np.float64)
+    sums = np.bincount(regionOf, weights=values, minlength=count + 1)
+    sizes = np.bincount(regionOf, minlength=count + 1)
+    kk, jj, ii = np.unravel_index(where, sd.shape)
+    ci = np.bincount(regionOf, weights=ii, minlength=count + 1)
+    cj = np.bincount(regionOf, weights=jj, minlength=count + 1)
+    ck = np.bincount(regionOf, weights=kk, minlength=count + 1)
+    # peak voxel of every region: sort by (region, SD), the last of each region's run is its peak
+    order = np.lexsort((values, regionOf))
+    lastOfRegion = np.searchsorted(regionOf[order], np.arange(count + 1), side="right") - 1
+    peakIndex = order[np.clip(lastOfRegion, 0, None)]
+    maxima = np.where(sizes > 0, values[peakIndex], 0.0)
+    ranked = [r for r in np.lexsort((-maxima, -sums)) if r != 0 and sizes[r] > 0][:maxRegions]
+    matrix = sceneio.localToWorldMatrix(sdVolumeNode) @ sceneio.ijkToRasArray(sdVolumeNode)
     regions = []
-    for label in range(1, count + 1):
+    for label in ranked:
         size = int(sizes[label])
-        if size == 0:
-            continue
-        members = np.flatnonzero(flat == label)
-        peakFlat = members[np.argmax(sdFlat[members])]
-        pk, pj, pi = np.unravel_index(peakFlat, sd.shape)
+        peak = peakIndex[label]
+        pi, pj, pk = int(ii[peak]), int(jj[peak]), int(kk[peak])
         centroid = (ci[label] / size, cj[label] / size, ck[label] / size)
         regions.append(
             UncertainRegion(
                 voxels=size,
                 meanSd=float(sums[label] / size),
-                maxSd=float(sdFlat[peakFlat]),
+                maxSd=float(values[peak]),
                 sumSd=float(sums[label]),
                 centroidIjk=centroid,
                 centroidRas=tuple((matrix @ np.array([*centroid, 1.0]))[:3]),
-                peakIjk=(int(pi), int(pj), int(pk)),
+                peakIjk=(pi, pj, pk),
                 peakRas=tuple((matrix @ np.array([pi, pj, pk, 1.0]))[:3]),
             )
         )
-    regions.sort(key=lambda r: (-r.sumSd, -r.maxSd))
-    return regions[:maxRegions]
+    return regions
 
 
 def jumpSlicesTo(scene, ras):

@@ -97,6 +97,16 @@ def enginePackageDir():
     return os.path.dirname(os.path.abspath(list(spec.submodule_search_locations)[0]))
 
 
+def engineTrainOption(name):
+    """Whether the engine's ``ldseg train`` has the option ``name`` (e.g. "time_budget"): its flags
+    are the fields of the torch-free ``ldseg.config.TrainOptions``, read in-process."""
+    try:
+        from ldseg.config import TrainOptions
+    except ImportError:
+        return False
+    return name in {f.name for f in dataclasses.fields(TrainOptions)}
+
+
 def engineEnvironment(base=None):
     """Environment for the engine process: the ``ldseg`` package importable, unbuffered output."""
     env = dict(os.environ if base is None else base)
@@ -287,8 +297,12 @@ class EngineJob:
         return self.state in (RunState.RUNNING, RunState.IMPORTING, RunState.CANCELLING)
 
     def start(self):
+        """Write the inputs and start the engine. A failure here (ROI outside the volume, a write
+        error, no engine) ends the job at once, ``failed`` with the reason, and is raised again."""
         if self.busy:
             raise RuntimeError("This run is already going.")
+        if self.finished:
+            raise RuntimeError("This run has ended; make a new one.")
         self.workDir = tempfile.mkdtemp(prefix="LDSeg-")
         try:
             args = self.prepare(self.workDir)
@@ -296,8 +310,10 @@ class EngineJob:
                 engineCommand(self.python) + list(args), env=self.env or engineEnvironment(), cwd=self.workDir
             )
             self.process.start()
-        except Exception:
-            self._cleanup()
+        except Exception as e:
+            self.error = str(e) or e.__class__.__name__
+            self.process = None
+            self._end(RunState.FAILED, f"Failed: {self.error}")
             raise
         self.startTime = time.monotonic()
         self.state = RunState.RUNNING
@@ -405,6 +421,7 @@ class EngineJob:
         return self.state
 
     def _end(self, state, message):
+        self._killDeadline = None
         self.state = state
         self.message = message
         self.finished = True
@@ -413,3 +430,16 @@ class EngineJob:
     def _cleanup(self):
         if self.workDir and not self.keepWorkDir:
             shutil.rmtree(self.workDir, ignore_errors=True)
+
+
+def pollJobs(jobs):
+    """Poll every unfinished job once (the widget's QTimer tick). Returns (jobs that ended now,
+    whether any is still busy): the timer stops when none is, also after a job failed to start."""
+    ended = []
+    for job in jobs:
+        if job is None or job.finished or job.process is None:
+            continue
+        job.poll()
+        if job.finished:
+            ended.append(job)
+    return ended, any(job is not None and job.busy for job in jobs)

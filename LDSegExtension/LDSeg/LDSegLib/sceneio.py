@@ -19,6 +19,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .colormaps import getInfernoColorNode
+from .terminology import applyToSegment
 
 #: Node reference roles / attributes the module writes on the nodes it creates.
 REF_UNCERTAINTY = "LDSeg.Uncertainty"
@@ -40,11 +41,15 @@ class GeometryMismatchError(ValueError):
 # --------------------------------------------------------------------------- geometry helpers
 
 
+def _matrixArray(m):
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
 def ijkToRasArray(volumeNode):
-    """The node's IJK-to-RAS matrix as a 4x4 numpy array."""
+    """The node's IJK-to-RAS matrix as a 4x4 numpy array (its own RAS: parent transforms not applied)."""
     m = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASMatrix(m)
-    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    return _matrixArray(m)
 
 
 def setIjkToRasArray(volumeNode, matrix):
@@ -100,16 +105,73 @@ def extentGeometry(volumeNode, extent):
     return shifted
 
 
-def roiExtent(volumeNode, roiNode):
-    """Voxel extent of ``volumeNode`` covered by the ROI (voxel centres inside its RAS bounds).
+def worldToLocalMatrix(node):
+    """4x4 from world RAS to the node's own (untransformed) RAS: the inverse of its parent transforms.
 
-    Raises ValueError when the ROI misses the volume.
+    Identity when the node is not transformed. A non-linear transform (grid, B-spline, thin plate)
+    cannot be applied to a voxel grid by a matrix: ValueError saying so.
     """
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return np.eye(4)
+    if not parent.IsTransformToWorldLinear():
+        raise ValueError(
+            f"'{node.GetName()}' is under the non-linear transform '{parent.GetName()}'. "
+            "Harden the transform on it (Data module: right-click, Harden transform) or remove it, then try again."
+        )
+    m = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformFromWorld(m)
+    return _matrixArray(m)
+
+
+def localToWorldMatrix(node):
+    """4x4 from the node's own RAS to world RAS (identity when not transformed)."""
+    return np.linalg.inv(worldToLocalMatrix(node))
+
+
+def checkTransformable(volumeNode):
+    """Raise ValueError if the volume's results could not be shown where it is (non-linear transform)."""
+    worldToLocalMatrix(volumeNode)
+
+
+def checkOrthogonalGrid(volumeNode, tolerance=1e-4):
+    """Raise ValueError for a sheared voxel grid: image files (and the engine) keep only orthogonal axes."""
+    axes = ijkToRasArray(volumeNode)[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    if np.any(spacing <= 0):
+        raise ValueError(f"The volume '{volumeNode.GetName()}' has a zero voxel spacing.")
+    directions = axes / spacing
+    if np.abs(directions.T @ directions - np.eye(3)).max() > tolerance:
+        raise ValueError(
+            f"The volume '{volumeNode.GetName()}' has a sheared (non-orthogonal) voxel grid, which image files "
+            "cannot store. Resample it first (Resample Scalar/Vector/DWI Volume, or harden a rigid transform)."
+        )
+
+
+def roiCornersWorld(roiNode):
+    """The ROI box's 8 corners in world RAS (its own orientation and parent transforms included)."""
+    if hasattr(roiNode, "GetObjectToWorldMatrix") and hasattr(roiNode, "GetSize"):
+        objectToWorld = _matrixArray(roiNode.GetObjectToWorldMatrix())
+        half = np.array(roiNode.GetSize()) / 2.0
+        corners = np.array([[x, y, z, 1.0] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+        corners[:, :3] *= half
+        return (objectToWorld @ corners.T).T
     bounds = [0.0] * 6
-    roiNode.GetRASBounds(bounds)
-    rasToIjk = np.linalg.inv(ijkToRasArray(volumeNode))
-    corners = np.array([[x, y, z, 1.0] for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]])
-    ijk = (rasToIjk @ corners.T).T[:, :3]
+    roiNode.GetRASBounds(bounds)  # world bounds
+    return np.array([[x, y, z, 1.0] for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]])
+
+
+def roiExtent(volumeNode, roiNode):
+    """Voxel extent of ``volumeNode`` covered by the ROI (voxel centres inside the box around it).
+
+    Both may be under (linear) transforms: the ROI's world corners are mapped into the volume's
+    own voxel grid. Raises ValueError when the ROI misses the volume or a transform is non-linear.
+    """
+    roiParent = roiNode.GetParentTransformNode()
+    if roiParent is not None and not roiParent.IsTransformToWorldLinear():
+        raise ValueError(f"The ROI '{roiNode.GetName()}' is under a non-linear transform: harden or remove it.")
+    worldToIjk = np.linalg.inv(ijkToRasArray(volumeNode)) @ worldToLocalMatrix(volumeNode)
+    ijk = (worldToIjk @ roiCornersWorld(roiNode).T).T[:, :3]
     lo, hi = ijk.min(axis=0), ijk.max(axis=0)
     k, j, i = volumeShape(volumeNode)
     dims = (i, j, k)
@@ -147,7 +209,8 @@ def writeVolumeForEngine(volumeNode, path, extent=None):
     """Write ``volumeNode`` (or its ``extent`` sub-grid) to ``path`` (NRRD/NIfTI) with its exact geometry.
 
     Returns the IJK-to-RAS of what was written (the engine's output must match it).
-    Transforms applied to the node are not hardened: the volume's own grid is used.
+    Transforms applied to the node are not hardened: the volume's own grid is used, and the
+    results go under the same transform (see :func:`importResults`).
     """
     extent = extent or fullExtent(volumeNode)
     array = cropArray(arrayFromImage(volumeNode), extent)
@@ -176,6 +239,23 @@ def readVolumeFile(path, vector=False):
     if not storage.ReadData(node):
         raise OSError(f"Could not read the engine output {path}.")
     return arrayFromImage(node), ijkToRasArray(node)
+
+
+def alignToGrid(array, matrix, expectedMatrix):
+    """``array`` (``[k, j, i]``) and its IJK-to-RAS, with axes flipped where they run backwards on
+    the expected grid. Slicer's file reader gives a volume a right-handed IJK-to-RAS, reversing
+    an axis of a left-handed one (e.g. made with ``addVolumeFromArray``): same voxels in space,
+    other index order. Anything else (a shift, another spacing) is left for checkGeometry to refuse."""
+    relative = np.linalg.inv(expectedMatrix) @ matrix  # read IJK -> expected IJK
+    for axis in range(3):
+        if relative[axis, axis] < -0.5 and array.shape[2 - axis] > 1:
+            n = array.shape[2 - axis]
+            flip = np.eye(4)
+            flip[axis, axis] = -1.0
+            flip[axis, 3] = n - 1
+            array = np.flip(array, axis=2 - axis)
+            matrix = matrix @ flip
+    return np.ascontiguousarray(array), matrix
 
 
 def checkGeometry(what, array, matrix, expectedMatrix, expectedShape):
@@ -344,6 +424,7 @@ class ImportedResult:
     colorTableNode: object
     classes: list
     result: dict
+    labels: object = None  # the engine's label map on the input's full grid ([k, j, i]), before any edit
 
 
 def readResultJson(path):
@@ -372,13 +453,18 @@ def importResults(
     withProbability=False,
     showOverlay=True,
     modelTitle=None,
+    terminology=None,
 ):
     """Add an engine result (the parsed ``<stem>_result.json``) to the scene.
 
     ``extent``: the input's voxel extent that was sent to the engine (ROI crop);
     results are pasted back there, zero elsewhere. Geometry is checked against
-    the input's own grid, so a misplaced result raises instead of being shown.
+    the input's own grid, so a misplaced result raises instead of being shown. New nodes go under
+    the input's parent transform, so they overlay it wherever it is. ``terminology``: {class name:
+    entry} set on the segments (standard codes), else what the result's classes carry.
     """
+    checkTransformable(inputVolumeNode)
+    terminology = dict(terminology or {})
     extent = extent or fullExtent(inputVolumeNode)
     fullShape = volumeShape(inputVolumeNode)
     expectedMatrix = extentGeometry(inputVolumeNode, extent)
@@ -390,7 +476,7 @@ def importResults(
     modelTitle = modelTitle or os.path.splitext(os.path.basename(str(result.get("model", "model"))))[0]
 
     # Read and check everything before touching the scene.
-    labels, labelsMatrix = readVolumeFile(_resolve(files["labels"], baseDir))
+    labels, labelsMatrix = alignToGrid(*readVolumeFile(_resolve(files["labels"], baseDir)), expectedMatrix)
     if labels.ndim == 4:
         raise GeometryMismatchError("The engine's label map has several components.")
     checkGeometry("label map", labels, labelsMatrix, expectedMatrix, expectedShape)
@@ -398,11 +484,13 @@ def importResults(
     unknown = sorted(set(np.unique(labels).astype(int).tolist()) - known)
     if unknown:
         raise ValueError(f"The label map has values {unknown} that the model's classes do not list.")
-    sd, sdMatrix = readVolumeFile(_resolve(files["sd"], baseDir))
+    sd, sdMatrix = alignToGrid(*readVolumeFile(_resolve(files["sd"], baseDir)), expectedMatrix)
     checkGeometry("uncertainty map", sd, sdMatrix, expectedMatrix, expectedShape)
     probabilities = None
     if withProbability and files.get("probabilities"):
-        probabilities, probMatrix = readVolumeFile(_resolve(files["probabilities"], baseDir), vector=True)
+        probabilities, probMatrix = alignToGrid(
+            *readVolumeFile(_resolve(files["probabilities"], baseDir), vector=True), expectedMatrix
+        )
         checkGeometry("probabilities", probabilities, probMatrix, expectedMatrix, expectedShape)
 
     labelsDtype = np.int16 if max(known) < 32768 else np.int32
@@ -445,6 +533,7 @@ def importResults(
         segment.SetColor(*normalizedColor(c.get("color", (128, 128, 128))))
         segment.SetLabelValue(value)
         segment.SetTag(TAG_CLASS_NAME, str(c["name"]))
+        applyToSegment(segment, terminology.get(str(c["name"])) or c.get("terminology"))
         segmentation.SetSegmentIndex(segmentId, position)
     display = segmentationNode.GetDisplayNode()
     display.SetVisibility(True)
@@ -482,10 +571,11 @@ def importResults(
 
     for node in (segmentationNode, sdNode, probabilityNode):
         if node is not None:
+            node.SetAndObserveTransformNodeID(inputVolumeNode.GetTransformNodeID())
             placeUnder(scene, node, inputVolumeNode)
     if showOverlay:
         showUncertaintyOverlay(scene, inputVolumeNode, sdNode, sdOpacity)
-    return ImportedResult(segmentationNode, sdNode, probabilityNode, colorTable, classes, result)
+    return ImportedResult(segmentationNode, sdNode, probabilityNode, colorTable, classes, result, labelsFull)
 
 
 def exportLabelValues(segmentationNode, referenceVolumeNode, colorTableNode=None, segmentIds=None):

@@ -1,10 +1,10 @@
 """One segmentation run: the input (or its ROI) out to the engine, the result back into the scene."""
 
 import dataclasses
-import json
 import os
 
 from . import runner, sceneio
+from .models import ModelInfo, listModels  # noqa: F401 -- the model list lives in .models; kept importable here
 
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -54,46 +54,6 @@ class SegmentSettings:
         return args
 
 
-@dataclasses.dataclass
-class ModelInfo:
-    """A model as ``ldseg models --json`` / ``ldseg info --json`` describe it."""
-
-    name: str
-    path: str
-    title: str = ""
-    description: str = ""
-    dims: int = 0
-    channels: int = 1
-    modality: str = ""
-    classes: list = dataclasses.field(default_factory=list)
-    source: str = ""
-    error: str = ""
-    training: dict = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def fromJson(cls, data):
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in fields and v is not None})
-
-    @property
-    def label(self):
-        origin = " (yours)" if self.source == "user" else ""
-        return f"{self.title or self.name}{origin}"
-
-    def summary(self):
-        if self.error:
-            return f"Unusable: {self.error}"
-        names = ", ".join(str(c["name"]) for c in self.classes if int(c.get("label_value", 1)) != 0)
-        channels = "RGB" if self.channels == 3 else f"{self.channels} channel" + ("s" if self.channels != 1 else "")
-        return f"{self.dims}D · {channels} · {self.modality or 'any modality'}\nClasses: {names or '-'}"
-
-
-def listModels(python=None, env=None):
-    """Every model the engine knows (shipped and the user's), via ``ldseg models --json``."""
-    output = runner.runEngineQuick(["models", "--json"], python=python, env=env)
-    return [ModelInfo.fromJson(m) for m in json.loads(output or "[]")]
-
-
 def userModelDir(environ=None):
     """The engine's user model folder ($LDSEG_HOME/models or ~/.ldseg/models) without importing the engine."""
     environ = os.environ if environ is None else environ
@@ -119,18 +79,21 @@ class SegmentationJob(runner.EngineJob):
 
     stages = runner.SEGMENT_STAGES
 
-    def __init__(self, scene, inputVolumeNode, settings, roiNode=None, modelTitle=None, **kwargs):
+    def __init__(self, scene, inputVolumeNode, settings, roiNode=None, modelTitle=None, terminology=None, **kwargs):
         super().__init__(**kwargs)
         self.scene = scene
         self.inputVolumeNode = inputVolumeNode
         self.settings = settings
         self.roiNode = roiNode
         self.modelTitle = modelTitle
+        self.terminology = terminology or {}  # {class name: entry}, set on the segments
         self.extent = None
         self.outputDir = None
         self.resultJson = None
 
     def prepare(self, workDir):
+        sceneio.checkTransformable(self.inputVolumeNode)
+        sceneio.checkOrthogonalGrid(self.inputVolumeNode)
         self.extent = (
             sceneio.roiExtent(self.inputVolumeNode, self.roiNode)
             if self.roiNode is not None
@@ -160,6 +123,7 @@ class SegmentationJob(runner.EngineJob):
             sdOpacity=self.settings.sdOpacity,
             withProbability=self.settings.probabilities,
             modelTitle=self.modelTitle,
+            terminology=self.terminology,
         )
 
     @property

@@ -105,7 +105,10 @@ def exportSceneCase(segmentationNode, volumeNode, classes, imagePath, labelPath)
 
 
 def prepareDataset(datasetDir, sceneCases, folder, classes):
-    """Fill ``datasetDir`` with images/ and labels/ from scene pairs and a folder; returns the case count."""
+    """Fill ``datasetDir`` with images/ and labels/ from scene pairs and folders; returns the case count.
+
+    ``folder``: one folder of images/ + labels/, or a list of them (the corrected cases, the user's own).
+    """
     images, labels = os.path.join(datasetDir, "images"), os.path.join(datasetDir, "labels")
     os.makedirs(images, exist_ok=True)
     os.makedirs(labels, exist_ok=True)
@@ -124,16 +127,17 @@ def prepareDataset(datasetDir, sceneCases, folder, classes):
             os.path.join(labels, name + ".nrrd"),
         )
         count += 1
-    if folder:
-        for imagePath, labelPath in folderPairs(folder):
+    folders = [folder] if isinstance(folder, str) else list(folder or ())
+    for n, one in enumerate(f for f in folders if f):
+        for imagePath, labelPath in folderPairs(one):
             stem, ext = _stem(os.path.basename(imagePath))
             labelExt = _stem(os.path.basename(labelPath))[1]
-            name = "folder_" + safeName(stem)
+            name = f"folder{n}_" + safeName(stem) if n else "folder_" + safeName(stem)
             _linkOrCopy(imagePath, os.path.join(images, name + ext))
             _linkOrCopy(labelPath, os.path.join(labels, name + labelExt))
             count += 1
-    if count < 2:
-        raise ValueError("Fine-tuning needs at least 2 labeled cases (one is kept for validation).")
+    if count < 1:
+        raise ValueError("Fine-tuning needs at least one labeled case.")
     return count
 
 
@@ -170,6 +174,7 @@ class TrainingJob(runner.EngineJob):
         validationFraction=0.2,
         seed=0,
         title=None,
+        timeBudget=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -183,6 +188,7 @@ class TrainingJob(runner.EngineJob):
         self.validationFraction = validationFraction
         self.seed = seed
         self.title = title
+        self.timeBudget = int(timeBudget or 0)  # minutes; 0 = epochs only
         self.history = []
         self.cases = 0
 
@@ -196,7 +202,15 @@ class TrainingJob(runner.EngineJob):
             raise ValueError(f"{self.outputPath} exists already.")
         name = os.path.splitext(os.path.basename(self.outputPath))[0]
         title = self.title or f"{self.baseModel.title or self.baseModel.name} (fine-tuned {datetime.date.today()})"
-        valFraction = max(self.validationFraction, 1.0 / self.cases)
+        # one case: no validation split (the engine then keeps the last epoch)
+        valFraction = 0.0 if self.cases == 1 else max(self.validationFraction, 1.0 / self.cases)
+        budget = []
+        if self.timeBudget:
+            if not runner.engineTrainOption("time_budget"):
+                raise ValueError(
+                    "This LDSeg engine has no training time budget yet: set the time budget to 0 and choose epochs."
+                )
+            budget = ["--time-budget", str(self.timeBudget)]
         return [
             "train",
             dataset,
@@ -222,7 +236,7 @@ class TrainingJob(runner.EngineJob):
             os.path.join(workDir, "run"),
             "--progress",
             "json",
-        ]
+        ] + budget
 
     def onEvent(self, event):
         if "epoch" in event.extra and "loss" in event.extra:
