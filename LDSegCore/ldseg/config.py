@@ -66,6 +66,18 @@ class NetworkConfig:
             raise ValueError("network widths must be positive")
         if self.latent_channels < 1 or self.image_latent_channels < 1:
             raise ValueError("latent channels must be positive")
+        # a model file may hold anything: refuse what the network builder would choke on
+        counts = (*self.encoder_widths, *self.decoder_widths, *self.denoiser_channels, self.latent_channels)
+        counts += (self.image_latent_channels, self.attention_heads, self.denoiser_res_blocks)
+        counts += (self.denoiser_groups, self.time_dim)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in counts):
+            raise ValueError("network sizes must be positive whole numbers")
+        if self.norm not in ("group", "batch", "none") or self.image_latent_norm not in ("layer", "batch", "none"):
+            raise ValueError(f"unknown normalization {self.norm!r} / {self.image_latent_norm!r}")
+        if self.downsample not in ("conv", "maxpool"):
+            raise ValueError(f"unknown down-sampling {self.downsample!r} (known: conv, maxpool)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
 
 
 @dataclass
