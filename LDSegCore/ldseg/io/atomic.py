@@ -54,8 +54,9 @@ def atomic_path(path, suffix="", *, expected_size: int | None = None, verify: Ca
     path = Path(path)
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
-    # the suffix ends the name so writers that go by extension (ITK) still can
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}"
+    # the suffix ends the name so writers that go by extension (ITK) still can;
+    # the name is cut so a destination name near the file-name limit still fits
+    tmp = path.parent / f".{path.name[:64]}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}"
     try:
         yield str(tmp)
         _check_written(str(tmp), expected_size, verify)

@@ -14,8 +14,11 @@ the path.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -432,16 +435,55 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+@contextlib.contextmanager
+def _c_stderr_silenced():
+    """Discard what C libraries print to stderr meanwhile (the NIfTI library
+    prints "** ERROR: NWAD" lines on a full disk): the user gets our one line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _write_sitk(image: sitk.Image, path: str, compress: bool) -> None:
     """Write with SimpleITK (separate so tests can simulate failures)."""
-    sitk.WriteImage(image, path, compress)
+    with _c_stderr_silenced():
+        sitk.WriteImage(image, path, compress)
+
+
+def _reads_back_as(image: sitk.Image):
+    """A check that the written file holds ``image`` exactly: ITK reports no
+    error when the disk fills, it leaves a short file."""
+
+    def verify(tmp: str) -> None:
+        try:
+            with _c_stderr_silenced():
+                back = sitk.ReadImage(tmp)
+        except RuntimeError:
+            raise OSError(errno.ENOSPC, "the written file does not read back (is the disk full?)") from None
+        same = back.GetSize() == image.GetSize() and np.array_equal(
+            sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image), equal_nan=True
+        )
+        if not same:
+            raise OSError(errno.ENOSPC, "the written file is incomplete (is the disk full?)")
+
+    return verify
 
 
 def _atomic_write(image: sitk.Image, path: Path, ext: str) -> None:
-    """Write through a temp file beside ``path`` (see :mod:`ldseg.io.atomic`);
-    ITK's errors become one-line OutputErrors."""
+    """Write through a temp file beside ``path`` (see :mod:`ldseg.io.atomic`),
+    checked by reading it back; ITK's errors become one-line OutputErrors."""
     try:
-        with atomic_path(path, suffix=ext) as tmp:
+        with atomic_path(path, suffix=ext, verify=_reads_back_as(image)) as tmp:
             _write_sitk(image, tmp, ext in _COMPRESSED_EXTENSIONS)
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()
