@@ -25,8 +25,7 @@ def shared_data() -> Path:
 
 import torch  # noqa: E402
 
-from ldseg.config import ModelConfig  # noqa: E402
-from ldseg.data.preprocess import Preprocessing  # noqa: E402
+from ldseg.config import ModelConfig, Preprocessing  # noqa: E402
 from ldseg.io.modelfile import save_model  # noqa: E402
 from ldseg.nn.ldseg_net import LDSegNet  # noqa: E402
 from ldseg.training.presets import network_preset  # noqa: E402

@@ -18,8 +18,10 @@ import pytest
 import torch
 
 from ldseg.errors import ModelFileError
-from ldseg.io.modelfile import load_model_file, read_config, read_safetensors, write_safetensors
-from ldseg.io.models import list_models, load_model
+from ldseg.io.loading import load_model
+from ldseg.io.modelfile import load_model_file, read_safetensors, write_safetensors
+from ldseg.io.modelheader import read_config
+from ldseg.io.models import list_models
 
 
 def _raw_file(path, header: dict, body: bytes, pad_to: int | None = None) -> None:
@@ -315,6 +317,7 @@ def test_allocation_failure_is_one_line(tmp_path):
     script = textwrap.dedent(
         f"""
         import resource
+        import torch  # loaded before the limit: only the tensors must not fit
         from ldseg.errors import ModelFileError
         from ldseg.io.modelfile import read_safetensors
         with open("/proc/self/status") as f:

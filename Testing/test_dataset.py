@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from ldseg.config import Preprocessing
 from ldseg.data.augment import random_flip, random_intensity
 from ldseg.data.dataset import (
     CasePair,
@@ -13,7 +14,6 @@ from ldseg.data.dataset import (
     find_pairs,
     split_cases,
 )
-from ldseg.data.preprocess import Preprocessing
 from ldseg.errors import InputError
 from ldseg.io.images import Geometry, write_image
 

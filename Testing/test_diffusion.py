@@ -1,7 +1,9 @@
-"""Sampler oracle: a denoiser that returns the true noise must give back z0.
+"""Sampler oracle: a denoiser that returns the true target must give back z0.
 
-With eps_hat = (z_t - sqrt(ab_t) z0) / sqrt(1 - ab_t) every x0 estimate equals
-z0, so any correct sampler ends at z0 whatever K, schedule or dimension.
+With the exact prediction of z0 at every level (the true noise for eps, z0
+itself for x0, a eps - s z0 for v) every x0 estimate equals z0, so any
+correct sampler ends at z0 whatever K, schedule, parameterization or
+dimension.
 """
 
 import math
@@ -9,15 +11,72 @@ import math
 import pytest
 import torch
 
-from ldseg.diffusion.schedule import NoiseSchedule, ScheduleConfig, sample, standardize
+from ldseg.config import DiffusionConfig, ScheduleConfig
+from ldseg.diffusion.samplers import sample
+from ldseg.diffusion.schedule import NoiseSchedule, standardize
 
 
 def _oracle(schedule, z0):
+    """The exact prediction in the schedule's parameterization, written out
+    here from the definitions (not through the schedule's own code)."""
+
     def predict(z_t, t):
         ab = schedule.alpha_bar[t].to(z_t.dtype).view(-1, *([1] * (z_t.dim() - 1)))
-        return (z_t - ab.sqrt() * z0) / (1 - ab).sqrt()
+        a, s = ab.sqrt(), (1 - ab).sqrt()
+        eps = (z_t - a * z0) / s
+        return {"eps": eps, "x0": z0.expand_as(z_t), "v": a * eps - s * z0}[schedule.prediction]
 
     return predict
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+@pytest.mark.parametrize("sampler,k", [("ddim", 1), ("ddim", 2), ("ddim", 50), ("ddpm", 0), ("single", 0)])
+def test_every_parameterization_and_sampler_recovers_z0(prediction, sampler, k):
+    schedule = NoiseSchedule(ScheduleConfig(kind="cosine"), prediction=prediction)
+    g = torch.Generator().manual_seed(3)
+    z0 = standardize(torch.randn(SHAPES["2d"], generator=g, dtype=torch.float64))
+    z_T = torch.randn(z0.shape, generator=g, dtype=torch.float64)
+    out = sample(_oracle(schedule, z0), z_T, schedule, sampler=sampler, steps=max(k, 1), generator=g)
+    torch.testing.assert_close(out, z0, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_training_target_and_split_invert_each_other(prediction):
+    """target() is what split() reads back: from (z_t, target) the schedule
+    returns the z0 and the noise that made z_t, at every level."""
+    schedule = NoiseSchedule(ScheduleConfig(), prediction=prediction)
+    g = torch.Generator().manual_seed(4)
+    z0 = torch.randn(5, 2, 4, 4, generator=g, dtype=torch.float64)
+    noise = torch.randn(z0.shape, generator=g, dtype=torch.float64)
+    t = torch.tensor([1, 10, 500, 999, 1000])
+    z_t = schedule.add_noise(z0, noise, t)
+    x0, eps = schedule.split(z_t, schedule.target(z0, noise, t), t)
+    torch.testing.assert_close(x0, z0, atol=1e-7, rtol=0)  # eps at t = T divides by a = 5e-5
+    torch.testing.assert_close(eps, noise, atol=1e-9, rtol=0)
+
+
+def test_v_prediction_is_well_conditioned_at_t_T_where_eps_prediction_is_not():
+    """The reason to offer v: an error of 0.01 in the prediction at t = T
+    moves eps-prediction's x0 by 0.01 / sqrt(ab_T) (about 200) but v's by 0.01."""
+    z_T = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    t = torch.tensor([1000])
+    errors = {}
+    for prediction in ("eps", "v"):
+        s = NoiseSchedule(ScheduleConfig(), prediction=prediction)
+        out = torch.zeros_like(z_T)
+        errors[prediction] = (s.split(z_T, out + 0.01, t)[0] - s.split(z_T, out, t)[0]).abs().max().item()
+    assert errors["v"] == pytest.approx(0.01, rel=1e-3)
+    assert errors["eps"] > 100
+
+
+def test_a_model_files_schedule_constants_come_from_its_config():
+    """beta_start/beta_end/cosine_s/max_beta are model settings: a config
+    that stores other values gets another schedule."""
+    default = NoiseSchedule.of(DiffusionConfig(schedule="linear"))
+    other = NoiseSchedule.of(DiffusionConfig(schedule="linear", beta_end=0.03))
+    assert other.betas[-1].item() == pytest.approx(0.03) and default.betas[-1].item() == pytest.approx(0.02)
+    clipped = NoiseSchedule.of(DiffusionConfig(max_beta=0.5))
+    assert clipped.betas.max().item() == pytest.approx(0.5)
 
 
 SHAPES = {"2d": (3, 1, 8, 8), "3d": (2, 2, 4, 6, 4)}
@@ -100,7 +159,7 @@ def test_forward_noise_is_independent_per_sample_and_never_clipped():
     noise = torch.randn(2, 1, 4, 4)
     z_t = s.add_noise(z0, noise, t)
     assert z_t.max() > 4.5
-    x0 = s.predict_x0(z_t, noise, t)
+    x0, _ = s.split(z_t, noise, t)
     torch.testing.assert_close(x0, z0)
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ldseg.config import ModelConfig
-from ldseg.data.preprocess import Preprocessing
-from ldseg.io.modelfile import read_config, save_model
-from ldseg.nn import build_network
+from ldseg.architectures import build_network
+from ldseg.config import ModelConfig, Preprocessing
+from ldseg.io.modelfile import save_model
+from ldseg.io.modelheader import read_config
 from ldseg.training.presets import network_preset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,11 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from ldseg.cli.main import main
-from ldseg.data.preprocess import Preprocessing, labels_to_classes, normalize_intensity, restore_probabilities
-from ldseg.diffusion.schedule import NoiseSchedule, sample
+from ldseg.config import Preprocessing
+from ldseg.data.preprocess import labels_to_classes, normalize_intensity, restore_probabilities
+from ldseg.device import inference_policy, training_policy
+from ldseg.diffusion.samplers import sample
+from ldseg.diffusion.schedule import NoiseSchedule
 from ldseg.inference.fastpath import CompiledOrEager, wants_channels_last
 from ldseg.inference.restore import restore_result, slab_rows
-from ldseg.inference.sampling import SamplingOptions, denoiser_uses_bf16
 from ldseg.inference.segmenter import Segmenter
 from ldseg.io.images import read_image, read_label
 from ldseg.nn.layers import SelfAttention
@@ -136,12 +138,15 @@ def test_segment_command_records_forced_fp32(shared_data, tiny_3d_model, tmp_pat
 
 def test_denoiser_precision_rule():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    on = SamplingOptions(bf16=True)
-    assert not denoiser_uses_bf16(SamplingOptions(bf16=False), cuda, 10**6)  # fp32 forced: never bf16
-    assert denoiser_uses_bf16(on, cuda, 8)
-    assert not denoiser_uses_bf16(on, cpu, 5 * 7 * 5)  # tiny latent: fp32 is faster
-    assert denoiser_uses_bf16(on, cpu, 16 * 16 * 32)
-    assert not denoiser_uses_bf16(SamplingOptions(bf16=True, denoiser_bf16=False), cpu, 10**6)
+    assert not inference_policy(cuda, False, 10**6).denoiser  # fp32 forced: never bf16
+    assert inference_policy(cuda, True, 8).denoiser
+    assert not inference_policy(cpu, True, 5 * 7 * 5).denoiser  # tiny latent: fp32 is faster
+    big = inference_policy(cpu, True, 16 * 16 * 32)
+    assert big.denoiser and big.retry_fp32  # a non-finite CPU bf16 batch is redone in fp32
+    assert not inference_policy(cpu, True, 10**6, denoiser=False).denoiser
+    # training: the CPU denoiser stays fp32 (oneDNN's bf16 Conv3d weight gradient can be inf/NaN)
+    assert training_policy(cpu, "bf16") == type(big)(bf16=True, denoiser=False)
+    assert training_policy(cpu, "fp32").bf16 is False
     assert wants_channels_last(3, bf16=False) is False
     assert wants_channels_last(3, bf16=True) is True and wants_channels_last(2, bf16=False) is True
     assert wants_channels_last(2, bf16=True, setting=False) is False

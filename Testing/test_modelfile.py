@@ -13,8 +13,8 @@ import torch
 
 from ldseg import MODEL_FORMAT_VERSION
 from ldseg.errors import ModelFileError
+from ldseg.io.loading import load_model
 from ldseg.io.modelfile import load_model_file, read_safetensors, write_safetensors
-from ldseg.io.models import load_model
 
 
 def test_round_trip_keeps_weights_and_config(tiny_3d_model):

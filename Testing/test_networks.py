@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from ldseg.config import ModelConfig, NetworkConfig
-from ldseg.data.preprocess import Preprocessing
+from ldseg.config import ModelConfig, NetworkConfig, Preprocessing
+from ldseg.diffusion.schedule import NoiseSchedule
 from ldseg.nn.ldseg_net import LDSegNet
 from ldseg.training.presets import network_preset
 
@@ -36,18 +36,11 @@ def test_shapes_2d_3d_multiclass(dims, channels, grid, classes):
     z_i = model.encode_image(image)
     assert z_i.shape == (b, config.network.image_latent_channels, *config.latent_grid)
     t = torch.tensor([1, 1000])
-    eps = model.predict_noise(torch.randn(latent), z_i, t)
+    eps = model.denoise(torch.randn(latent), z_i, t)
     assert eps.shape == latent
     assert model.decode(z0).shape == (b, classes, *grid)
-    logits, eps_hat, z0b, z_t = model(
-        image,
-        labels,
-        torch.randn(latent),
-        t,
-        torch.full((b, 1) + (1,) * dims, 0.5),
-        torch.full((b, 1) + (1,) * dims, 0.75),
-    )
-    assert logits.shape == (b, classes, *grid) and eps_hat.shape == latent
+    logits, eps_hat, z0b, z_t, x0 = model(image, labels, torch.randn(latent), t, NoiseSchedule())
+    assert logits.shape == (b, classes, *grid) and eps_hat.shape == latent and x0.shape == latent
 
 
 def test_label_latent_is_standardized_per_sample():
@@ -72,7 +65,7 @@ def test_denoiser_accepts_latent_grids_that_are_not_multiples_of_its_depth():
     config = _config(3, 1, (24, 40, 8), 2, image_attention=False)  # latent 6 x 10 x 2
     model = LDSegNet(config)
     latent = (1, config.network.latent_channels, *config.latent_grid)
-    out = model.predict_noise(
+    out = model.denoise(
         torch.randn(latent),
         torch.randn(1, config.network.image_latent_channels, *config.latent_grid),
         torch.tensor([10]),

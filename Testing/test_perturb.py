@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from ldseg.data.preprocess import Preprocessing, normalize_intensity
+from ldseg.config import Preprocessing
+from ldseg.data.preprocess import normalize_intensity
 from ldseg.errors import InputError
 from ldseg.evaluation.perturb import add_gaussian_noise, scale_to_unit
 

@@ -8,18 +8,18 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from ldseg.architectures import build_network
 from ldseg.cli.main import main
-from ldseg.config import ModelConfig
+from ldseg.config import ModelConfig, Preprocessing, TrainOptions
 from ldseg.data.dataset import SegmentationDataset, find_pairs
-from ldseg.data.preprocess import Preprocessing
 from ldseg.errors import ModelFileError
-from ldseg.io.modelfile import load_model_file, read_config, save_model
-from ldseg.io.models import load_model
-from ldseg.nn import build_network
+from ldseg.io.loading import load_model
+from ldseg.io.modelfile import load_model_file, save_model
+from ldseg.io.modelheader import read_config
 from ldseg.nn.ldseg_net import LDSegNet
 from ldseg.nn.resunet import ResUNet
 from ldseg.training.presets import config_for_dataset, network_preset
-from ldseg.training.trainer import CHECKPOINT, Trainer, TrainOptions
+from ldseg.training.trainer import CHECKPOINT, Trainer
 
 
 def _config(dims, channels, grid, classes, size="tiny", **kw):

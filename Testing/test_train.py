@@ -12,11 +12,13 @@ import pytest
 import torch
 from conftest import make_model_file
 
+from ldseg.config import TrainOptions
 from ldseg.data.dataset import SegmentationDataset, find_pairs
-from ldseg.io.modelfile import load_model_file, read_config
+from ldseg.io.modelfile import load_model_file
+from ldseg.io.modelheader import read_config
 from ldseg.nn.ldseg_net import LDSegNet
 from ldseg.training.presets import config_for_dataset
-from ldseg.training.trainer import Trainer, TrainOptions, load_matching
+from ldseg.training.trainer import Trainer, load_matching
 
 
 def _ldseg(*args, **kw):

@@ -218,7 +218,7 @@ class DatasetEvaluation:
             "ldseg": f"LDSeg (N = {self.settings.samples}, DDIM K = {run.main_steps})",
             "baseline": "Res-UNet baseline",
         }
-        if baseline is not None and baseline.config.uses_diffusion:
+        if baseline is not None and baseline.architecture.stochastic:
             # e.g. developing without a trained baseline: say what actually ran
             labels["baseline"] = f"baseline: {baseline.config.name} (LDSeg, 1 sample)"
         return labels

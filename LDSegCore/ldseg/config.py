@@ -1,23 +1,46 @@
-"""The model configuration: everything needed to rebuild a model and use it.
+"""Every setting of the engine and its default, in one torch-free module.
 
-Saved as JSON inside every model file, so a model file alone says what it
-segments (classes, colors, modality), how images are prepared, and how its
-networks are shaped.
+- The model configuration (:class:`ModelConfig`), saved as JSON inside every
+  model file, so a model file alone says what it segments, how images are
+  prepared, how its networks are shaped and how it samples. Every setting that
+  changes a model's output is a field here (schedule constants included), so
+  changing a default never changes how an existing model file samples: a field
+  missing from an older file takes the value that file was made with
+  (:data:`LEGACY_VALUES`), not today's default.
+- The options of training (:class:`TrainOptions`) and of segmenting
+  (:class:`SegmentOptions`), with their ranges checked in one place; the
+  command line derives its defaults and choices from them.
+
+Importing this module does not import torch, so ``ldseg --help``, model
+listings and the Slicer module can read configs without it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from . import MODEL_FORMAT_VERSION, __version__
-from .data.preprocess import Preprocessing
-from .diffusion.schedule import SAMPLERS, SCHEDULES, ScheduleConfig
 
 #: Network architectures a model file can hold: LDSeg's latent diffusion
 #: (four networks, sampled), or the deterministic Res-UNet baseline that the
 #: paper compares against (one forward pass, no uncertainty).
 ARCHITECTURES = ("ldseg", "resunet")
+SCHEDULES = ("linear", "cosine")
+SAMPLERS = ("ddim", "ddpm", "single")
+#: What the denoiser predicts: the noise (paper), the velocity v (Salimans & Ho) or the clean latent.
+PREDICTIONS = ("eps", "v", "x0")
+#: What the label decoder sees in training: z_t - eps_hat (paper, eq. 12) or the x0 estimate.
+DECODER_INPUTS = ("paper", "x0")
+NORMS = ("group", "batch", "none")
+DOWNSAMPLES = ("conv", "maxpool")
+IMAGE_LATENT_NORMS = ("layer", "batch", "none")
+INTENSITY_METHODS = ("minmax", "percentile", "zscore", "none")
+PRECISIONS = ("auto", "fp32", "bf16")
+OUTPUT_FORMATS = ("nifti", "nrrd", "seg.nrrd")
 
 #: Default colors for class 1, 2, ... (class 0, background, is never drawn).
 DEFAULT_COLORS = [
@@ -31,6 +54,105 @@ DEFAULT_COLORS = [
     (90, 210, 200),
     (200, 160, 110),
 ]
+
+#: Memory for one batch of decoded samples, in GB (segment, evaluate, the API).
+DEFAULT_MEMORY_BUDGET_GB = 2.0
+#: N samples for the mean and the uncertainty map (segment, evaluate, the API).
+DEFAULT_SAMPLES = 10
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class Preprocessing:
+    """How images and labels are turned into model tensors (and back)."""
+
+    dims: int
+    channels: int
+    grid: tuple[int, ...]
+    intensity: str = "minmax"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    label_values: tuple[int, ...] = field(default=(0, 1))
+
+    def __post_init__(self):
+        self.grid = tuple(self.grid)
+        self.percentiles = tuple(self.percentiles)
+        self.label_values = tuple(self.label_values)
+        self._validate()
+        # Plain Python numbers (numpy ints from array shapes are common).
+        self.dims, self.channels = int(self.dims), int(self.channels)
+        self.grid = tuple(int(s) for s in self.grid)
+        self.percentiles = tuple(float(p) for p in self.percentiles)
+        self.label_values = tuple(int(v) for v in self.label_values)
+
+    def _validate(self) -> None:
+        """Raise ValueError describing the first invalid field."""
+        if not _is_int(self.dims) or self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, not {self.dims!r}")
+        if not _is_int(self.channels) or self.channels < 1:
+            raise ValueError(f"channels must be a positive integer, not {self.channels!r}")
+        if len(self.grid) != self.dims or not all(_is_int(s) and s >= 2 for s in self.grid):
+            raise ValueError(f"grid must be {self.dims} integers >= 2, not {self.grid!r}")
+        if self.intensity not in INTENSITY_METHODS:
+            raise ValueError(f"intensity must be one of {INTENSITY_METHODS}, not {self.intensity!r}")
+        low_high = self.percentiles
+        if len(low_high) != 2 or not all(_is_number(p) for p in low_high) or not 0 <= low_high[0] < low_high[1] <= 100:
+            raise ValueError(f"percentiles must be two numbers 0 <= low < high <= 100, not {low_high!r}")
+        values = self.label_values
+        if len(values) < 2 or not all(_is_int(v) for v in values):
+            raise ValueError(f"label_values must list at least two integers (background first), not {values!r}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"label_values must be unique, not {values!r}")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background."""
+        return len(self.label_values)
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict (lists instead of tuples)."""
+        return {
+            "dims": int(self.dims),
+            "channels": int(self.channels),
+            "grid": [int(s) for s in self.grid],
+            "intensity": self.intensity,
+            "percentiles": [float(p) for p in self.percentiles],
+            "label_values": [int(v) for v in self.label_values],
+        }
+
+    @classmethod
+    def from_dict(cls, d) -> "Preprocessing":
+        """Build from :meth:`to_dict` output; ValueError if invalid."""
+        if not isinstance(d, dict):
+            raise ValueError(f"preprocessing must be a dict, not {type(d).__name__}")
+        required = {"dims", "channels", "grid"}
+        known = required | {"intensity", "percentiles", "label_values"}
+        missing = required - set(d)
+        if missing:
+            raise ValueError(f"preprocessing lacks {sorted(missing)}")
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"preprocessing has unknown keys {sorted(unknown)}")
+        kwargs = dict(d)
+        for key in ("grid", "percentiles", "label_values"):
+            if key in kwargs:
+                if not isinstance(kwargs[key], (list, tuple)):
+                    raise ValueError(f"{key} must be a list, not {kwargs[key]!r}")
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+def _is_int(value) -> bool:
+    """Integer but not bool (JSON true must not pass as 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """Finite real number, not bool."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 @dataclass
@@ -52,6 +174,7 @@ class NetworkConfig:
     denoiser_res_blocks: int = 2
     denoiser_groups: int = 4
     time_dim: int = 64
+    refine_width: int = 0  # boundary refiner's width (0: none, the paper's decoder); see ldseg.nn.refiner
 
     @property
     def downsamplings(self) -> int:
@@ -60,47 +183,100 @@ class NetworkConfig:
     def validate(self) -> None:
         if len(self.encoder_widths) < 2 or len(self.decoder_widths) != len(self.encoder_widths):
             raise ValueError("encoder_widths and decoder_widths must have the same length (>= 2)")
-        if len(self.denoiser_attention) != len(self.denoiser_channels):
+        if len(self.denoiser_attention) != len(self.denoiser_channels) or not self.denoiser_channels:
             raise ValueError("denoiser_attention needs one entry per denoiser level")
         if min(self.encoder_widths + self.decoder_widths + self.denoiser_channels) < 1:
             raise ValueError("network widths must be positive")
         if self.latent_channels < 1 or self.image_latent_channels < 1:
             raise ValueError("latent channels must be positive")
-        # a model file may hold anything: refuse what the network builder would choke on
-        counts = (*self.encoder_widths, *self.decoder_widths, *self.denoiser_channels, self.latent_channels)
-        counts += (self.image_latent_channels, self.attention_heads, self.denoiser_res_blocks)
-        counts += (self.denoiser_groups, self.time_dim)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in counts):
-            raise ValueError("network sizes must be positive whole numbers")
-        if self.norm not in ("group", "batch", "none") or self.image_latent_norm not in ("layer", "batch", "none"):
-            raise ValueError(f"unknown normalization {self.norm!r} / {self.image_latent_norm!r}")
-        if self.downsample not in ("conv", "maxpool"):
-            raise ValueError(f"unknown down-sampling {self.downsample!r} (known: conv, maxpool)")
+        _choice("norm", self.norm, NORMS)
+        _choice("downsample", self.downsample, DOWNSAMPLES)
+        _choice("image_latent_norm", self.image_latent_norm, IMAGE_LATENT_NORMS)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        for name in ("attention_heads", "denoiser_res_blocks", "denoiser_groups", "time_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        # a model file may hold anything: sizes must be whole numbers (16.5 channels builds nothing)
+        sizes = (*self.encoder_widths, *self.decoder_widths, *self.denoiser_channels, self.latent_channels)
+        sizes += (self.image_latent_channels, self.attention_heads, self.denoiser_res_blocks)
+        sizes += (self.denoiser_groups, self.time_dim)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
+            raise ValueError("network sizes must be whole numbers")
+        if self.refine_width < 0:
+            raise ValueError("refine_width must be 0 (no refiner) or positive")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The noise schedule alone (what :class:`~ldseg.diffusion.schedule.NoiseSchedule` needs)."""
+
+    kind: str = "cosine"
+    steps: int = 1000  # T
+    beta_start: float = 1e-4  # linear schedule
+    beta_end: float = 0.02
+    cosine_s: float = 0.008
+    max_beta: float = 0.999  # Nichol & Dhariwal's clip, keeps alpha_bar[T] > 0
 
 
 @dataclass
 class DiffusionConfig:
     schedule: str = "cosine"
     steps: int = 1000  # T
+    beta_start: float = 1e-4  # linear schedule
+    beta_end: float = 0.02
+    cosine_s: float = 0.008  # cosine schedule offset
+    max_beta: float = 0.999  # cosine schedule clip
+    prediction: str = "eps"  # what the denoiser predicts (PREDICTIONS)
     restandardize: bool = True  # per-sample, after every sampling step
     decoder_input: str = "paper"  # paper: z_t - eps_hat (eq. 12); x0: the x0 estimate
     sampler: str = "ddim"  # inference defaults
     sampling_steps: int = 2  # K (paper: 2 reaches the accuracy of all 1000)
 
     def schedule_config(self) -> ScheduleConfig:
-        return ScheduleConfig(kind=self.schedule, steps=self.steps)
+        return ScheduleConfig(
+            kind=self.schedule,
+            steps=self.steps,
+            beta_start=self.beta_start,
+            beta_end=self.beta_end,
+            cosine_s=self.cosine_s,
+            max_beta=self.max_beta,
+        )
 
     def validate(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}")
-        if self.decoder_input not in ("paper", "x0"):
-            raise ValueError(f"unknown decoder_input {self.decoder_input!r}")
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("prediction", self.prediction, PREDICTIONS)
+        _choice("decoder_input", self.decoder_input, DECODER_INPUTS)
+        if self.steps < 1:
+            raise ValueError("the number of diffusion steps T must be at least 1")
         if not 1 <= self.sampling_steps <= self.steps:
             raise ValueError("sampling_steps must be between 1 and steps")
+        if not 0 < self.beta_start <= self.beta_end < 1:
+            raise ValueError("need 0 < beta_start <= beta_end < 1")
+        if not 0 <= self.cosine_s or not 0 < self.max_beta < 1:
+            raise ValueError("need cosine_s >= 0 and 0 < max_beta < 1")
+
+
+#: Values of fields that model files of an earlier format did not store: a
+#: missing field means the file was made when the engine used this value.
+LEGACY_VALUES: dict[str, dict[str, Any]] = {
+    "diffusion": {
+        "schedule": "cosine",
+        "steps": 1000,
+        "beta_start": 1e-4,
+        "beta_end": 0.02,
+        "cosine_s": 0.008,
+        "max_beta": 0.999,
+        "prediction": "eps",
+        "restandardize": True,
+        "decoder_input": "paper",
+        "sampler": "ddim",
+        "sampling_steps": 2,
+    },
+    "network": {"refine_width": 0},
+    "model": {"architecture": "ldseg"},
+}
 
 
 @dataclass
@@ -115,7 +291,7 @@ class ModelConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     training: dict[str, Any] = field(default_factory=dict)  # summary of how it was trained
-    architecture: str = "ldseg"  # one of ARCHITECTURES; files without it are LDSeg
+    architecture: str = "ldseg"  # one of ARCHITECTURES
     format_version: int = MODEL_FORMAT_VERSION
     engine_version: str = __version__
 
@@ -134,19 +310,12 @@ class ModelConfig:
         return len(self.class_names)
 
     @property
-    def uses_diffusion(self) -> bool:
-        """True for LDSeg (trained with noise, sampled at inference); False for
-        the deterministic baseline, which has no latent, sampler or EMA."""
-        return self.architecture == "ldseg"
-
-    @property
     def latent_grid(self) -> tuple[int, ...]:
         f = 2**self.network.downsamplings
         return tuple(g // f for g in self.preprocessing.grid)
 
     def validate(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.architecture!r} (known: {', '.join(ARCHITECTURES)})")
+        _choice("architecture", self.architecture, ARCHITECTURES)
         self.network.validate()
         self.diffusion.validate()
         pre = self.preprocessing
@@ -172,13 +341,19 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Rebuild from JSON; unknown keys are ignored so that later minor
-        versions stay readable, wrong types raise ValueError."""
+        versions stay readable, wrong types raise ValueError, and fields an
+        older file lacks take their :data:`LEGACY_VALUES`."""
+        if not isinstance(d, dict):
+            raise ValueError("the model config must be a JSON object")
         d = dict(d)
+        if "preprocessing" not in d:
+            raise ValueError("the model config lacks preprocessing")
         pre = Preprocessing.from_dict(d.pop("preprocessing"))
-        net = _dataclass_from(NetworkConfig, d.pop("network", {}))
-        diff = _dataclass_from(DiffusionConfig, d.pop("diffusion", {}))
+        net = _dataclass_from(NetworkConfig, {**LEGACY_VALUES["network"], **_object(d.pop("network", {}))})
+        diff = _dataclass_from(DiffusionConfig, {**LEGACY_VALUES["diffusion"], **_object(d.pop("diffusion", {}))})
+        d = {**LEGACY_VALUES["model"], **d}
         known = {f.name for f in fields(cls)} - {"preprocessing", "network", "diffusion"}
         kwargs = {k: v for k, v in d.items() if k in known}
         config = cls(preprocessing=pre, network=net, diffusion=diff, **kwargs)
@@ -208,6 +383,102 @@ class ModelConfig:
         }
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How ``ldseg train`` trains (each field is a ``--flag`` of the same name)."""
+
+    epochs: int = 100
+    time_budget: float = 0.0  # minutes of training (0: no limit; stops after the epoch that reaches it)
+    batch_size: int = 4
+    lr: float = 1e-3
+    lr_decay: float = 0.99  # per epoch (exponential decay, paper)
+    gamma: float = 2.0  # Dice loss weight
+    lam: float = 1.0  # denoiser MSE weight
+    latent_l1: float = 0.0  # SDSeg latent-estimation loss weight (0: off)
+    ema_decay: float = 0.999
+    augment: bool = True  # random flips
+    seed: int = 0
+    precision: str = "auto"  # auto | fp32 | bf16
+    val_samples: int = 1
+    val_steps: int = 2
+    validate_every: int = 1
+
+    def __post_init__(self):
+        self.validate()  # an options object is valid, or it does not exist
+
+    def validate(self) -> None:
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("val_samples", self.val_samples, 1)
+        _at_least("val_steps", self.val_steps, 1)
+        _at_least("validate_every", self.validate_every, 1)
+        _finite("time_budget", self.time_budget, low=0.0)
+        _finite("lr", self.lr, low=0.0, low_open=True)
+        _finite("lr_decay", self.lr_decay, low=0.0, high=1.0, low_open=True)
+        for name in ("gamma", "lam", "latent_l1"):
+            _finite(name, getattr(self, name), low=0.0)
+        _finite("ema_decay", self.ema_decay, low=0.0, high=1.0)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED}")
+        _choice("precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How one image is segmented (``ldseg segment``, ``ldseg evaluate``, the API).
+
+    ``steps`` and ``sampler`` None take the model's own; ``memory_budget`` is
+    in GB for one batch of decoded samples.
+    """
+
+    samples: int = DEFAULT_SAMPLES
+    steps: int | None = None
+    sampler: str | None = None
+    eta: float = 0.0
+    seed: int | None = 0  # None: a fresh random seed
+    memory_budget: float = DEFAULT_MEMORY_BUDGET_GB
+
+    def __post_init__(self):
+        self.validate()  # an options object is valid, or it does not exist
+
+    def validate(self) -> None:
+        _at_least("samples", self.samples, 1)
+        if self.steps is not None:
+            _at_least("steps", self.steps, 1)
+        if self.sampler is not None:
+            _choice("sampler", self.sampler, SAMPLERS)
+        _finite("eta", self.eta, low=0.0)
+        if self.seed is not None and not (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED):
+            raise ValueError(f"seed must be an integer between 0 and {MAX_SEED}")
+        _finite("memory_budget", self.memory_budget, low=0.0, low_open=True)
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def _choice(name: str, value: Any, known: tuple[str, ...]) -> None:
+    if value not in known:
+        raise ValueError(f"unknown {name} {value!r} (known: {', '.join(known)})")
+
+
+def _at_least(name: str, value: Any, low: int) -> None:
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, not {value!r}")
+
+
+def _finite(name: str, value: Any, low: float, high: float | None = None, low_open: bool = False) -> None:
+    ok = _is_number(value) and (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise ValueError(f"{name} must be a finite number {bounds}, not {value!r}")
+
+
+def _object(d: Any) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise ValueError("network and diffusion must be JSON objects")
+    return d
+
+
 def _dataclass_from(cls, d: dict[str, Any]):
     if not isinstance(d, dict):
         raise ValueError(f"{cls.__name__} must be a JSON object")
@@ -224,9 +495,23 @@ def _dataclass_from(cls, d: dict[str, Any]):
         elif isinstance(default, bool):
             if not isinstance(v, bool):
                 raise ValueError(f"{f.name} must be true or false")
-        elif isinstance(default, (int, float)) and not isinstance(v, (int, float)):
+        elif isinstance(default, (int, float)) and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise ValueError(f"{f.name} must be a number")
         elif isinstance(default, str) and not isinstance(v, str):
             raise ValueError(f"{f.name} must be a string")
         out[f.name] = v
     return cls(**out)
+
+
+def _is_int(value) -> bool:
+    """Integer but not bool (JSON true must not pass as 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """Finite real number, not bool."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )

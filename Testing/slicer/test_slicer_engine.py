@@ -158,7 +158,7 @@ def test_engine_error_fails_cleanly(scene, samples, engineEnv):
 
 def test_model_list_and_user_folder(engineEnv, tinyModel):
     assert segment.userModelDir(engineEnv) == os.path.join(engineEnv["LDSEG_HOME"], "models")
-    from ldseg.io.models import user_model_dir  # the engine's own rule (imports torch: tests only)
+    from ldseg.io.models import user_model_dir  # the engine's own rule
 
     os.environ["LDSEG_HOME"], old = engineEnv["LDSEG_HOME"], os.environ.get("LDSEG_HOME")
     try:

@@ -24,7 +24,7 @@ from ldseg.device import autocast, resolve_device
 from ldseg.inference.sampling import SamplingOptions, decode_latents, denoise_samples, sample_noise
 from ldseg.inference.segmenter import Segmenter
 from ldseg.io.images import Geometry, MedicalImage
-from ldseg.io.modelfile import read_config
+from ldseg.io.modelheader import read_config
 from ldseg.nn.ldseg_net import count_parameters
 
 from .flops import conv_throughput, count_flops
@@ -289,7 +289,8 @@ def training_speed(config, device: torch.device, precision: str, batch: int, ste
     """Optimizer steps per second of the real trainer (its loss, backward,
     Adam step, EMA) on random data, timed between its per-step progress
     calls; the first step is a warm-up and not counted."""
-    from ldseg.training.trainer import Trainer, TrainOptions
+    from ldseg.config import TrainOptions
+    from ldseg.training.trainer import Trainer
 
     g = torch.Generator().manual_seed(0)
     pre = config.preprocessing

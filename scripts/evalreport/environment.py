@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 import ldseg
-from ldseg.io.modelfile import read_config
+from ldseg.io.modelheader import read_config
 
 from .datasets import REPO_ROOT
 

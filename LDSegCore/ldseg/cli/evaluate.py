@@ -11,10 +11,14 @@ from ..evaluation.cases import evaluate_case, format_summary, summarize, write_j
 from ..inference.segmenter import Segmenter
 from ..io.images import read_label
 from ..progress import Progress
+from .options import segment_options
 
 
 def run_evaluation(args, progress: Progress) -> int:
-    segmenter = Segmenter(args.model, device=args.device, precision=args.precision)
+    request = segment_options(args)
+    segmenter = Segmenter(
+        args.model, device=args.device, precision=args.precision, memory_budget=request.memory_budget * 1e9
+    )
     config = segmenter.config
     pairs = find_pairs(Path(args.dataset))
     if args.cases:
@@ -23,12 +27,10 @@ def run_evaluation(args, progress: Progress) -> int:
         if not pairs:
             raise InputError(f"none of the cases {sorted(wanted)} is in {args.dataset}")
     output = Path(args.output) if args.output else Path(f"evaluation-{segmenter.model_path.stem}")
-    rows = []
+    rows, result = [], None
     for i, pair in enumerate(pairs):
         progress("evaluate", i / len(pairs), f"{pair.name} ({i + 1}/{len(pairs)})")
-        result = segmenter.segment(
-            pair.image, samples=args.samples, steps=args.steps, sampler=args.sampler, seed=args.seed
-        )
+        result = segmenter.segment(pair.image, request=request)
         labels, geometry = read_label(pair.label)
         ref = labels_to_classes(labels, config.preprocessing, pair.label.name)
         row = evaluate_case(pair.name, result.classes, ref, geometry.spacing, list(config.class_names))
@@ -42,16 +44,15 @@ def run_evaluation(args, progress: Progress) -> int:
 
         raise OutputError(f"{output}: cannot create the output folder ({e.strerror})") from None
     write_table_csv(rows, output / "cases.csv")
-    # what actually ran: a deterministic baseline takes one pass, no sampling steps
-    samples, steps = (args.samples, args.steps or config.diffusion.sampling_steps) if config.uses_diffusion else (1, 0)
     write_json(
         {
             "model": str(segmenter.model_path),
             "dataset": str(args.dataset),
             "cases": len(rows),
             "architecture": config.architecture,
-            "samples": samples,
-            "steps": steps,
+            "samples": result.samples if result else request.samples,  # what ran (a deterministic model: 1)
+            "sampler": result.sampler if result else request.sampler,
+            "steps": result.steps if result else request.steps,
             "summary": summary,
         },
         output / "summary.json",

@@ -15,8 +15,16 @@ import sys
 from pathlib import Path
 
 from .. import __version__
+from ..config import ARCHITECTURES, INTENSITY_METHODS, OUTPUT_FORMATS
 from ..errors import CancelledError, LDSegError, OutputError
 from ..progress import MODES, Progress
+from .options import (
+    add_diffusion_options,
+    add_precision_option,
+    add_segment_options,
+    add_train_options,
+    segment_options,
+)
 
 EXIT_USER, EXIT_INTERNAL, EXIT_CANCELLED = 2, 1, 130
 
@@ -36,10 +44,6 @@ def check_output_folder(folder: Path) -> None:
         raise OutputError(f"{folder}: cannot write the output folder (no permission in {probe})")
 
 
-#: How ``ldseg info`` names each architecture.
-ARCHITECTURE_NAMES = {"ldseg": "LDSeg (latent diffusion)", "resunet": "Res-UNet (deterministic baseline)"}
-
-
 def cmd_segment(args, progress: Progress) -> int:
     from ..data.preprocess import check_image
     from ..inference.restore import DEFAULT_RESTORE_BUDGET
@@ -47,8 +51,7 @@ def cmd_segment(args, progress: Progress) -> int:
     from ..io.export import check_result_set, clean_stale_staging, default_format, plan_result_set, write_result
     from ..io.images import read_image, split_extension
 
-    if not args.memory_budget > 0:
-        raise LDSegError("--memory-budget must be a positive number of gigabytes")
+    request = segment_options(args)  # every sampling setting checked here, once
     image_path = Path(args.image)
     output = Path(args.output)
     fmt = args.format or default_format(image_path)
@@ -59,7 +62,7 @@ def cmd_segment(args, progress: Progress) -> int:
     result_set = plan_result_set(output, split_extension(image_path)[0], fmt, probabilities=args.probabilities)
     check_result_set(result_set, overwrite=args.overwrite, protected=[image_path])
     image = read_image(image_path)  # bad input fails before anything is written
-    budget = args.memory_budget * 1e9
+    budget = request.memory_budget * 1e9
     segmenter = Segmenter(
         args.model,
         device=args.device,
@@ -74,15 +77,7 @@ def cmd_segment(args, progress: Progress) -> int:
         f"model {segmenter.model_path.name} on {segmenter.device_description}"
         + ("" if segmenter.device.type == "cuda" else " (no GPU in use: CPU run)")
     )
-    result = segmenter.segment(
-        image,
-        samples=args.samples,
-        steps=args.steps,
-        sampler=args.sampler,
-        eta=args.eta,
-        seed=args.seed,
-        progress=progress,
-    )
+    result = segmenter.segment(image, request=request, progress=progress)
     progress("write", 0.95, f"writing results to {args.output}")
     files = write_result(
         result,
@@ -94,7 +89,7 @@ def cmd_segment(args, progress: Progress) -> int:
         probabilities=args.probabilities,
         overwrite=args.overwrite,
         model_path=segmenter.model_path,
-        seed=args.seed,
+        seed=request.seed,
     )
     progress("done", 1.0, f"wrote {len(files)} files to {args.output}", result=str(files["result"]))
     if args.progress != "json":
@@ -104,17 +99,18 @@ def cmd_segment(args, progress: Progress) -> int:
 
 
 def cmd_info(args, progress: Progress) -> int:
-    from ..io.modelfile import read_config
+    from ..architectures import architecture_of
+    from ..io.modelheader import read_config
     from ..io.models import resolve_model
-    from ..nn import build_network
     from ..nn.ldseg_net import count_parameters
 
     path = resolve_model(args.model)
     config = read_config(path)
+    architecture = architecture_of(config)
     info = {
         **config.summary(),
         "path": str(path),
-        "parameters": count_parameters(build_network(config)),
+        "parameters": count_parameters(architecture.build()),
         "preprocessing": config.preprocessing.to_dict(),
         "network": config.to_dict()["network"],
         "diffusion": config.to_dict()["diffusion"],
@@ -125,11 +121,11 @@ def cmd_info(args, progress: Progress) -> int:
     print(f"{info['title']}  ({path})")
     if info["description"]:
         print(f"  {info['description']}")
-    print(f"  architecture: {ARCHITECTURE_NAMES[info['architecture']]}")
+    print(f"  architecture: {architecture.title}")
     print(f"  {info['dims']}D, {info['channels']} channel(s), modality: {info['modality'] or 'unspecified'}")
     print(f"  grid {' x '.join(map(str, info['grid']))}, {info['parameters']:,} parameters")
     print("  classes: " + ", ".join(f"{c['name']} (label {c['label_value']})" for c in info["classes"]))
-    if config.uses_diffusion:
+    if architecture.stochastic:
         print(
             f"  sampling: {info['sampler']} K={info['sampling_steps']}, schedule {info['diffusion']['schedule']} "
             f"T={info['diffusion']['steps']}"
@@ -191,28 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if device:
             sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-            sp.add_argument(
-                "--precision",
-                default="auto",
-                choices=("auto", "fp32", "bf16"),
-                help="bf16 autocast where the hardware supports it (auto), or force one",
-            )
+            add_precision_option(sp)
 
     s = sub.add_parser("segment", help="segment an image; writes labels, SD map, probabilities, preview")
     s.add_argument("image", help="image file (PNG/TIFF/JPEG, NIfTI, NRRD, MHA) or DICOM series folder")
     s.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     s.add_argument("--model", help="model name or file (default: the shipped hippocampus model)")
-    s.add_argument("--samples", type=int, default=10, help="N samples for the uncertainty (1: no SD)")
-    s.add_argument("--steps", type=int, default=None, help="sampling steps K (default: the model's, 2)")
-    s.add_argument("--sampler", choices=("ddim", "ddpm", "single"), default=None)
-    s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic steps)")
-    s.add_argument("--seed", type=int, default=0)
+    add_segment_options(s)
     s.add_argument(
         "--overwrite", action="store_true", help="replace result files of the same names in the output folder"
     )
     s.add_argument(
         "--format",
-        choices=("nifti", "nrrd", "seg.nrrd"),
+        choices=OUTPUT_FORMATS,
         default=None,
         help="output format (default: NIfTI for NIfTI input, else NRRD)",
     )
@@ -221,14 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="write the mean class probabilities (default: yes)",
-    )
-    s.add_argument(
-        "--memory-budget",
-        type=float,
-        default=2.0,
-        metavar="GB",
-        help="memory for one batch of samples (default 2 GB); results are resampled to the "
-        "input grid in slabs of at most min(this, 0.25 GB)",
     )
     s.add_argument(
         "--compile",
@@ -252,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--architecture",
-        choices=tuple(ARCHITECTURE_NAMES),
+        choices=ARCHITECTURES,
         default=None,
         help="ldseg (default), or the deterministic Res-UNet baseline of the same sizes "
         "(with --init: the init model's)",
@@ -260,26 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grid", type=int, nargs="+", help="model grid (numpy order, e.g. z y x)")
     t.add_argument("--class-names", nargs="+", help="class names, background first")
     t.add_argument("--label-values", type=int, nargs="+", help="label value of each class, 0 first")
-    t.add_argument("--intensity", default="minmax", choices=("minmax", "percentile", "zscore", "none"))
+    t.add_argument("--intensity", default="minmax", choices=INTENSITY_METHODS, help="intensity normalization")
     t.add_argument("--name", help="model name (default: the output file name)")
     t.add_argument("--title", default="")
     t.add_argument("--modality", default="")
     t.add_argument("--description", default="")
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=4)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--lr-decay", type=float, default=0.99, help="learning-rate factor per epoch")
-    t.add_argument("--gamma", type=float, default=2.0, help="Dice loss weight")
-    t.add_argument("--lambda", dest="lam", type=float, default=1.0, help="noise MSE weight")
-    t.add_argument("--latent-l1", type=float, default=0.0, help="SDSeg latent-estimation loss weight")
-    t.add_argument("--ema-decay", type=float, default=0.999)
-    t.add_argument("--schedule", choices=("cosine", "linear"), default="cosine")
-    t.add_argument("--decoder-input", choices=("paper", "x0"), default="paper")
-    t.add_argument("--no-augment", dest="augment", action="store_false")
-    t.add_argument("--val-fraction", type=float, default=0.2)
+    add_train_options(t)
+    add_diffusion_options(t)
+    t.add_argument("--val-fraction", type=float, default=0.2, help="fraction of cases kept for validation")
     t.add_argument("--cases", type=int, default=None, help="use only the first N cases (sorted)")
-    t.add_argument("--validate-every", type=int, default=1)
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--run-dir", help="checkpoints and logs (default: OUTPUT without suffix + '.run')")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     t.add_argument("--overwrite", action="store_true", help="replace an existing output model file")
@@ -290,10 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model")
     e.add_argument("dataset")
     e.add_argument("-o", "--output", default=None, help="folder for cases.csv and summary.json")
-    e.add_argument("--samples", type=int, default=1)
-    e.add_argument("--steps", type=int, default=None)
-    e.add_argument("--sampler", choices=("ddim", "ddpm", "single"), default=None)
-    e.add_argument("--seed", type=int, default=0)
+    add_segment_options(e)
     e.add_argument("--cases", nargs="+", help="only these case names")
     common(e)
     e.set_defaults(func=cmd_evaluate)

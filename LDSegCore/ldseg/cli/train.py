@@ -17,7 +17,8 @@ from ..io.modelfile import load_model_file
 from ..io.models import resolve_model
 from ..progress import Progress
 from ..training.presets import config_for_dataset, model_name_from
-from ..training.trainer import BEST_MODEL, CHECKPOINT, LAST_MODEL, Trainer, TrainOptions
+from ..training.trainer import BEST_MODEL, CHECKPOINT, LAST_MODEL, Trainer
+from .options import train_options
 
 
 def _init_distributed(device: torch.device) -> None:
@@ -30,7 +31,9 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
     name = args.name or model_name_from(Path(args.output))
     architecture = args.architecture
     if not args.init:
-        diffusion = DiffusionConfig(schedule=args.schedule, decoder_input=args.decoder_input)
+        diffusion = DiffusionConfig(
+            schedule=args.schedule, prediction=args.prediction, decoder_input=args.decoder_input
+        )
         config = config_for_dataset(
             pairs,
             size=args.size,
@@ -44,6 +47,9 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
             architecture=architecture or "ldseg",
             downsamplings=args.downsamplings,
         )
+        if config.architecture == "ldseg":
+            config.network.refine_width = args.refine_width
+            config.validate()
         config.title, config.description = args.title or name, args.description
         return config, None
     init_path = resolve_model(args.init)
@@ -81,6 +87,11 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
 
 
 def run_training(args, progress: Progress) -> int:
+    options = train_options(args)  # every training setting checked here, once
+    if not 0 <= args.val_fraction < 1:
+        raise InputError(f"--val-fraction must be at least 0 and below 1, not {args.val_fraction}")
+    if args.cases is not None and args.cases < 1:
+        raise InputError(f"--cases must be at least 1, not {args.cases}")
     output = Path(args.output)
     if output.suffix != ".safetensors":
         raise OutputError(f"{output}: model files end in .safetensors")
@@ -96,7 +107,10 @@ def run_training(args, progress: Progress) -> int:
     if args.cases:
         pairs = pairs[: args.cases]
     train_pairs, val_pairs = split_cases(pairs, args.val_fraction) if args.val_fraction > 0 else (pairs, [])
-    config, init_state = _config(args, pairs)
+    try:
+        config, init_state = _config(args, pairs)
+    except ValueError as e:  # e.g. a --grid of the wrong length, repeated --label-values
+        raise InputError(str(e)) from None
 
     run_dir = Path(args.run_dir) if args.run_dir else output.with_suffix(".run")
     if (run_dir / CHECKPOINT).exists() and not args.resume:
@@ -107,20 +121,6 @@ def run_training(args, progress: Progress) -> int:
 
     train_set = SegmentationDataset(train_pairs, config.preprocessing, progress=load)
     val_set = SegmentationDataset(val_pairs, config.preprocessing) if val_pairs else None
-    options = TrainOptions(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_decay=args.lr_decay,
-        gamma=args.gamma,
-        lam=args.lam,
-        latent_l1=args.latent_l1,
-        ema_decay=args.ema_decay,
-        augment=args.augment,
-        seed=args.seed,
-        precision=args.precision,
-        validate_every=args.validate_every,
-    )
     config.training = {
         **config.training,
         "dataset": str(Path(args.dataset).resolve().name),

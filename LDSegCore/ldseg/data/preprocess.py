@@ -9,19 +9,15 @@ predictions are resampled back to the image's own size afterwards.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import Preprocessing
 from ..errors import InputError
 from ..io.images import MedicalImage
 
 __all__ = [
-    "Preprocessing",
-    "INTENSITY_METHODS",
     "check_image",
     "normalize_intensity",
     "prepare_image",
@@ -31,8 +27,6 @@ __all__ = [
     "classes_to_labels",
     "resize",
 ]
-
-INTENSITY_METHODS = ("minmax", "percentile", "zscore", "none")
 
 _CHANNEL_WORDS = {1: "gray", 3: "RGB"}
 
@@ -48,104 +42,6 @@ def _basename(source) -> str:
     """File name for messages (sources may be full paths)."""
     text = str(source).rstrip("/\\")
     return text.replace("\\", "/").rsplit("/", 1)[-1] or text
-
-
-# --------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class Preprocessing:
-    """How images and labels are turned into model tensors (and back)."""
-
-    dims: int
-    channels: int
-    grid: tuple[int, ...]
-    intensity: str = "minmax"
-    percentiles: tuple[float, float] = (0.5, 99.5)
-    label_values: tuple[int, ...] = field(default=(0, 1))
-
-    def __post_init__(self):
-        self.grid = tuple(self.grid)
-        self.percentiles = tuple(self.percentiles)
-        self.label_values = tuple(self.label_values)
-        self._validate()
-        # Plain Python numbers (numpy ints from array shapes are common).
-        self.dims, self.channels = int(self.dims), int(self.channels)
-        self.grid = tuple(int(s) for s in self.grid)
-        self.percentiles = tuple(float(p) for p in self.percentiles)
-        self.label_values = tuple(int(v) for v in self.label_values)
-
-    def _validate(self) -> None:
-        """Raise ValueError describing the first invalid field."""
-        if not _is_int(self.dims) or self.dims not in (2, 3):
-            raise ValueError(f"dims must be 2 or 3, not {self.dims!r}")
-        if not _is_int(self.channels) or self.channels < 1:
-            raise ValueError(f"channels must be a positive integer, not {self.channels!r}")
-        if len(self.grid) != self.dims or not all(_is_int(s) and s >= 2 for s in self.grid):
-            raise ValueError(f"grid must be {self.dims} integers >= 2, not {self.grid!r}")
-        if self.intensity not in INTENSITY_METHODS:
-            raise ValueError(f"intensity must be one of {INTENSITY_METHODS}, not {self.intensity!r}")
-        low_high = self.percentiles
-        if len(low_high) != 2 or not all(_is_number(p) for p in low_high) or not 0 <= low_high[0] < low_high[1] <= 100:
-            raise ValueError(f"percentiles must be two numbers 0 <= low < high <= 100, not {low_high!r}")
-        values = self.label_values
-        if len(values) < 2 or not all(_is_int(v) for v in values):
-            raise ValueError(f"label_values must list at least two integers (background first), not {values!r}")
-        if len(set(values)) != len(values):
-            raise ValueError(f"label_values must be unique, not {values!r}")
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes including background."""
-        return len(self.label_values)
-
-    def to_dict(self) -> dict:
-        """JSON-safe dict (lists instead of tuples)."""
-        return {
-            "dims": int(self.dims),
-            "channels": int(self.channels),
-            "grid": [int(s) for s in self.grid],
-            "intensity": self.intensity,
-            "percentiles": [float(p) for p in self.percentiles],
-            "label_values": [int(v) for v in self.label_values],
-        }
-
-    @classmethod
-    def from_dict(cls, d) -> "Preprocessing":
-        """Build from :meth:`to_dict` output; ValueError if invalid."""
-        if not isinstance(d, dict):
-            raise ValueError(f"preprocessing must be a dict, not {type(d).__name__}")
-        required = {"dims", "channels", "grid"}
-        known = required | {"intensity", "percentiles", "label_values"}
-        missing = required - set(d)
-        if missing:
-            raise ValueError(f"preprocessing lacks {sorted(missing)}")
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"preprocessing has unknown keys {sorted(unknown)}")
-        kwargs = dict(d)
-        for key in ("grid", "percentiles", "label_values"):
-            if key in kwargs:
-                if not isinstance(kwargs[key], (list, tuple)):
-                    raise ValueError(f"{key} must be a list, not {kwargs[key]!r}")
-                kwargs[key] = tuple(kwargs[key])
-        return cls(**kwargs)
-
-
-def _is_int(value) -> bool:
-    """Integer but not bool (JSON true must not pass as 1)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    """Finite real number, not bool."""
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
 
 
 # --------------------------------------------------------------------------

@@ -106,7 +106,7 @@ class InferenceNetworks:
 
     Duck-types the parts of :class:`~ldseg.nn.ldseg_net.LDSegNet` that
     :mod:`ldseg.inference.sampling` uses (``config``, ``encode_image``,
-    ``predict_noise``, ``decode``), so it can be passed in the model's place.
+    ``denoise``, ``decode``), so it can be passed in the model's place.
     Converting to channels-last changes the model's weights' memory layout
     in place (values are untouched).
     """
@@ -124,8 +124,9 @@ class InferenceNetworks:
         self.channels_last = bool(channels_last)
         self.format = memory_format(self.config.dims)
         if self.channels_last:
-            for part in (model.image_encoder, model.decoder):
-                part.to(memory_format=self.format)
+            for part in (model.image_encoder, model.decoder, getattr(model, "refiner", None)):
+                if part is not None:
+                    part.to(memory_format=self.format)
         self._denoiser: Callable = model.denoiser
         self.compile_backend = compile_backend(compile)
         if self.compile_backend is not None:
@@ -142,11 +143,12 @@ class InferenceNetworks:
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(self._formatted(image)).contiguous()
 
-    def predict_noise(self, z_t: torch.Tensor, z_i: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def denoise(self, z_t: torch.Tensor, z_i: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self._denoiser(z_t, z_i, t)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(self._formatted(z)).contiguous()
+    def decode(self, z: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        image = self._formatted(image) if image is not None else None
+        return self.model.decode(self._formatted(z), image).contiguous()
 
 
 def _describe(error: BaseException) -> str:

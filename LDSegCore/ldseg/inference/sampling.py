@@ -1,6 +1,6 @@
 """From an image latent to class probabilities: N samples of the diffusion
 sampler, decoded and reduced to their mean and per-voxel SD (and, for the
-deterministic Res-UNet baseline, the one forward pass that replaces them).
+deterministic Res-UNet baseline, see :mod:`ldseg.architectures.resunet`).
 
 Shared by the trainer (validation) and the Segmenter. Samples are processed
 in batches under a memory bound, the image latent is computed once by the
@@ -8,7 +8,7 @@ caller, and the mean/SD are accumulated chunk by chunk (Chan's merge) so N
 can be large without holding every sample. Nothing inside the sampling loop
 reads a tensor back to the host, so on a GPU the steps queue up without
 synchronizing. ``model`` may be an LDSegNet or anything with its
-``config``/``predict_noise``/``decode`` (e.g. :class:`ldseg.inference.fastpath.InferenceNetworks`).
+``config``/``denoise``/``decode`` (e.g. :class:`ldseg.inference.fastpath.InferenceNetworks`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from typing import Callable
 
 import torch
 
-from ..device import autocast, to_device_async
-from ..diffusion.schedule import NoiseSchedule, sample
+from ..config import DEFAULT_MEMORY_BUDGET_GB
+from ..device import autocast, inference_policy, to_device_async
+from ..diffusion.samplers import sample
+from ..diffusion.schedule import NoiseSchedule
 from ..nn.ldseg_net import LDSegNet
 
 
@@ -33,23 +35,8 @@ class SamplingOptions:
     seed: int | None = 0
     bf16: bool = False
     max_batch: int = 0  # 0: from the memory budget
-    memory_budget: float = 2e9  # bytes for one batch of decoder activations
-    denoiser_bf16: bool | None = None  # None: bf16 where it pays (see denoiser_uses_bf16)
-
-
-#: On the CPU, bf16 makes the denoiser faster only on large latents (measured
-#: on AVX-512 BF16: 2.8x at 16x16x32 voxels, equal at 64x64, slower below).
-CPU_BF16_DENOISER_MIN_VOXELS = 8192
-
-
-def denoiser_uses_bf16(options: SamplingOptions, device: torch.device, latent_voxels: int) -> bool:
-    """bf16 autocast for the denoiser: never without ``options.bf16``; on a GPU
-    always; on the CPU only for large latents (unless forced either way)."""
-    if not options.bf16:
-        return False
-    if options.denoiser_bf16 is not None:
-        return options.denoiser_bf16
-    return device.type != "cpu" or latent_voxels >= CPU_BF16_DENOISER_MIN_VOXELS
+    memory_budget: float = DEFAULT_MEMORY_BUDGET_GB * 1e9  # bytes for one batch of decoder activations
+    denoiser_bf16: bool | None = None  # None: where it pays (ldseg.device.inference_policy)
 
 
 def decoder_bytes_per_sample(model: LDSegNet) -> int:
@@ -90,13 +77,13 @@ def denoise_samples(
     """The sampler's clean latents (b, ...) from z_T (b, ...), all steps."""
     b = z_T.shape[0]
     cond = z_i.expand(b, *z_i.shape[1:])
-    bf16 = denoiser_uses_bf16(options, z_i.device, z_i[0, 0].numel())
+    policy = inference_policy(z_i.device, options.bf16, z_i[0, 0].numel(), options.denoiser_bf16)
     start_state = generator.get_state() if generator is not None else None
 
     def run(in_bf16: bool) -> torch.Tensor:
         with autocast(z_i.device, in_bf16):
             return sample(
-                lambda z, t: model.predict_noise(z, cond, t),
+                lambda z, t: model.denoise(z, cond, t),
                 z_T,
                 schedule,
                 sampler=options.sampler,
@@ -106,11 +93,9 @@ def denoise_samples(
                 generator=generator,
             )
 
-    z0 = run(bf16)
-    if bf16 and z_i.device.type == "cpu" and not bool(torch.isfinite(z0).all()):
-        # oneDNN's bf16 3D convolutions have given inf/NaN on tiny inputs (seen
-        # in training): redo this batch in fp32 from the same noise. Checked
-        # once per batch, never inside the step loop.
+    z0 = run(policy.denoiser)
+    if policy.retry_fp32 and not bool(torch.isfinite(z0).all()):
+        # checked once per batch, never inside the step loop; the same noise again
         if generator is not None:
             generator.set_state(start_state)
         z0 = run(False)
@@ -118,10 +103,13 @@ def denoise_samples(
 
 
 @torch.inference_mode()
-def decode_latents(model: LDSegNet, z0: torch.Tensor, options: SamplingOptions) -> torch.Tensor:
-    """Class probabilities (b, C, *grid) of clean latents (b, ...)."""
+def decode_latents(
+    model: LDSegNet, z0: torch.Tensor, options: SamplingOptions, image: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Class probabilities (b, C, *grid) of clean latents (b, ...); ``image``
+    (1, C, *grid) is needed by a model whose decoder refines with it."""
     with autocast(z0.device, options.bf16):
-        return model.decode(z0).float().softmax(dim=1)
+        return model.decode(z0, image).float().softmax(dim=1)
 
 
 @torch.inference_mode()
@@ -132,9 +120,10 @@ def decode_samples(
     schedule: NoiseSchedule,
     options: SamplingOptions,
     generator: torch.Generator | None = None,
+    image: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Class probabilities (b, C, *grid) of the samples started from z_T (b, ...)."""
-    return decode_latents(model, denoise_samples(model, z_i, z_T, schedule, options, generator), options)
+    return decode_latents(model, denoise_samples(model, z_i, z_T, schedule, options, generator), options, image)
 
 
 @torch.inference_mode()
@@ -145,6 +134,7 @@ def sample_probabilities(
     options: SamplingOptions,
     on_progress: Callable[[float], None] | None = None,
     noise: Callable[[int], torch.Tensor] | None = None,
+    image: torch.Tensor | None = None,
 ):
     """z_i: image latent of ONE image, shape (1, Ci, *latent).
 
@@ -164,25 +154,13 @@ def sample_probabilities(
     while done < n:
         b = min(batch, n - done)
         z_T = to_device_async(torch.stack([noise(done + i) for i in range(b)]), device)
-        probs = decode_samples(model, z_i, z_T, schedule, options, generator)
+        probs = decode_samples(model, z_i, z_T, schedule, options, generator, image)
         count, mean, m2 = _merge(count, mean, m2, probs.double())
         done += b
         if on_progress is not None:
             on_progress(done / n)
     sd = (m2 / count).clamp_min(0).sqrt() if count > 1 else torch.zeros_like(mean)
     return mean.float(), sd.float()
-
-
-@torch.inference_mode()
-def forward_probabilities(model: torch.nn.Module, image: torch.Tensor, bf16: bool = False) -> torch.Tensor:
-    """Class probabilities (C, *grid) of a deterministic network (the Res-UNet
-    baseline) for ONE prepared image (1, C, *grid).
-
-    One forward pass: any number of "samples" would all be this same map, so
-    callers report an SD of exactly zero instead of running it N times.
-    """
-    with autocast(image.device, bf16):
-        return model(image).float().softmax(dim=1)[0]
 
 
 def _merge(count, mean, m2, chunk: torch.Tensor):

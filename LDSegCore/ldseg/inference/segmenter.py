@@ -15,6 +15,7 @@ optional ``torch.compile`` (``compile``), all under ``torch.inference_mode``.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,16 +25,16 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..architectures import architecture_of
+from ..config import DEFAULT_MEMORY_BUDGET_GB, DEFAULT_SAMPLES, SegmentOptions
 from ..data.preprocess import classes_to_labels, prepare_image
-from ..device import autocast, describe, resolve_device, use_bf16
-from ..diffusion.schedule import NoiseSchedule
+from ..device import describe, resolve_device, use_bf16
 from ..errors import InputError
 from ..io.images import Geometry, MedicalImage, check_geometry, read_image
-from ..io.models import load_model
+from ..io.loading import load_model
 from ..progress import null_progress
-from .fastpath import CompiledOrEager, InferenceNetworks, compile_backend, memory_format, wants_channels_last
+from .fastpath import wants_channels_last
 from .restore import DEFAULT_RESTORE_BUDGET, restore_result
-from .sampling import SamplingOptions, forward_probabilities, sample_probabilities
 
 
 @dataclass
@@ -45,7 +46,7 @@ class SegmentationResult:
     geometry: Geometry
     samples: int
     sampler: str
-    steps: int
+    steps: int  # denoiser evaluations per sample (ddim: K, ddpm: T, single: 1, deterministic: 0)
     device: str
     seconds: dict[str, float] = field(default_factory=dict)
     note: str = ""  # e.g. why a deterministic model's SD is zero
@@ -69,37 +70,37 @@ class Segmenter:
         model: str | os.PathLike | None = None,
         device: str = "auto",
         precision: str = "auto",
-        memory_budget: float = 2e9,
+        memory_budget: float = DEFAULT_MEMORY_BUDGET_GB * 1e9,
         *,
         restore_budget: float = DEFAULT_RESTORE_BUDGET,
         channels_last: bool | None = None,
         compile: bool | str = False,
         on_warning: Callable[[str], None] | None = None,
     ):
-        if memory_budget <= 0 or restore_budget <= 0:
-            raise InputError("the memory budget must be positive")
+        if not (memory_budget > 0 and restore_budget > 0) or not math.isfinite(memory_budget):
+            raise InputError("the memory budget must be a positive, finite number")
         self.device = resolve_device(device)
         self.model, self.model_path = load_model(model)
         self.model.to(self.device)
         self.config = self.model.config
+        self.architecture = architecture_of(self.config)
         self.bf16 = use_bf16(self.device, precision)
-        self.schedule = NoiseSchedule(self.config.diffusion.schedule_config())
         self.memory_budget = memory_budget
         self.restore_budget = restore_budget
         self.channels_last = wants_channels_last(self.config.dims, self.bf16, channels_last)
-        if self.config.uses_diffusion:
-            self.networks = InferenceNetworks(
-                self.model, channels_last=self.channels_last, compile=compile, on_warning=on_warning
-            )
-            self._forward = None
-        else:
-            self.networks = None
-            if self.channels_last:
-                self.model.to(memory_format=memory_format(self.config.dims))
-            backend = compile_backend(compile)
-            self._forward = (
-                self.model if backend is None else CompiledOrEager(self.model, "network", backend, on_warning)
-            )
+        self.predictor = self.architecture.predictor(
+            self.model, channels_last=self.channels_last, compile=compile, on_warning=on_warning
+        )
+
+    @property
+    def networks(self):
+        """LDSeg's inference networks (the fast paths), or None for other architectures."""
+        return getattr(self.predictor, "networks", None)
+
+    @property
+    def schedule(self):
+        """LDSeg's noise schedule, or None for other architectures."""
+        return getattr(self.architecture, "schedule", None)
 
     @property
     def device_description(self) -> str:
@@ -114,7 +115,8 @@ class Segmenter:
         image: MedicalImage | str | os.PathLike | np.ndarray,
         geometry: Geometry | None = None,
         *,
-        samples: int = 1,
+        request: SegmentOptions | None = None,
+        samples: int = DEFAULT_SAMPLES,
         steps: int | None = None,
         sampler: str | None = None,
         eta: float = 0.0,
@@ -122,21 +124,19 @@ class Segmenter:
         progress: Callable[..., None] = null_progress,
     ) -> SegmentationResult:
         """Segment one image: a file/folder path, a MedicalImage, or an array
-        (spatial for gray, channels-first (C, *spatial) otherwise) with its geometry."""
-        if samples < 1:
-            raise InputError("the number of samples must be at least 1")
-        diff = self.config.diffusion
-        note = ""
-        if self.config.uses_diffusion:
-            sampler = sampler or diff.sampler
-            steps = steps or diff.sampling_steps
-            if not 1 <= steps <= diff.steps:
-                raise InputError(f"steps must be between 1 and {diff.steps}")
-        else:  # nothing to sample: steps and sampler do not apply, N samples would be equal
-            note = "deterministic Res-UNet: one forward pass" + (
-                f"; the {samples} samples asked for would all be equal, so the SD is exactly 0" if samples > 1 else ""
-            )
-            samples, sampler, steps = 1, "none", 0
+        (spatial for gray, channels-first (C, *spatial) otherwise) with its geometry.
+
+        The settings come as a ``request`` (checked when it was made) or as
+        keywords (checked here: :class:`~ldseg.config.SegmentOptions`);
+        ``steps``/``sampler`` None take the model's own, and the architecture
+        says what it runs (a deterministic model: one pass).
+        """
+        if request is None:
+            try:
+                request = SegmentOptions(samples=samples, steps=steps, sampler=sampler, eta=eta, seed=seed)
+            except ValueError as e:
+                raise InputError(str(e)) from None
+        sampling = self.architecture.sampling(request.samples, request.sampler, request.steps)
         times: dict[str, float] = {}
         t0 = time.perf_counter()
         progress("load", 0.0, "reading the image")
@@ -145,21 +145,19 @@ class Segmenter:
         times["prepare"] = time.perf_counter() - t0
 
         with torch.inference_mode():
-            if self.config.uses_diffusion:
-                mean, sd = self._sample(x, samples, sampler, steps, eta, seed, progress, times)
-            else:
-                t1 = time.perf_counter()
-                progress("encode", 0.05, "running the network")
-                if self.channels_last:
-                    x = x.contiguous(memory_format=memory_format(self.config.dims))
-                mean = forward_probabilities(self._forward, x, self.bf16)
-                sd = None
-                times["forward"] = time.perf_counter() - t1
-                progress("sample", 0.9, note)
-
+            prediction = self.predictor.predict(
+                x,
+                sampling,
+                bf16=self.bf16,
+                eta=request.eta,
+                seed=request.seed,
+                memory_budget=self.memory_budget,
+                progress=progress,
+                times=times,
+            )
             t3 = time.perf_counter()
             progress("decode", 0.92, "resampling to the input grid")
-            restored = restore_result(mean, sd if samples > 1 else None, image.spatial_shape, self.restore_budget)
+            restored = restore_result(prediction.mean, prediction.sd, image.spatial_shape, self.restore_budget)
             times["restore"] = time.perf_counter() - t3
         times["total"] = time.perf_counter() - t0
         return SegmentationResult(
@@ -168,43 +166,14 @@ class Segmenter:
             probabilities=restored.probabilities,
             sd=restored.sd,
             geometry=image.geometry,
-            samples=samples,
-            sampler=sampler,
-            steps=steps,
+            samples=sampling.samples,
+            sampler=sampling.sampler,
+            steps=sampling.steps_run,
             device=str(self.device),
             seconds={k: round(v, 4) for k, v in times.items()},
-            note=note,
+            note=sampling.note,
             precision=self.precision,
         )
-
-    def _sample(self, x, samples, sampler, steps, eta, seed, progress, times):
-        """LDSeg: encode the image once, then N diffusion samples -> (mean, sd)."""
-        t1 = time.perf_counter()
-        progress("encode", 0.05, "encoding the image")
-        with autocast(self.device, self.bf16):
-            z_i = self.networks.encode_image(x).float()
-        times["encode"] = time.perf_counter() - t1
-
-        t2 = time.perf_counter()
-        options = SamplingOptions(
-            samples=samples,
-            sampler=sampler,
-            steps=steps,
-            eta=eta,
-            restandardize=self.config.diffusion.restandardize,
-            seed=seed,
-            bf16=self.bf16,
-            memory_budget=self.memory_budget,
-        )
-        mean, sd = sample_probabilities(
-            self.networks,
-            z_i,
-            self.schedule,
-            options,
-            on_progress=lambda f: progress("sample", 0.1 + 0.8 * f, f"{round(f * samples)}/{samples} samples"),
-        )
-        times["sample"] = time.perf_counter() - t2
-        return mean, sd
 
     def _as_image(self, image, geometry: Geometry | None) -> MedicalImage:
         if isinstance(image, MedicalImage):

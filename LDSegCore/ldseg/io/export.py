@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..config import OUTPUT_FORMATS
 from ..errors import OutputError
 from .images import split_extension
 
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
     from ..inference.segmenter import SegmentationResult
     from .images import MedicalImage
 
-#: Output formats and the extension of the label file in each.
-FORMAT_EXTENSIONS = {"nifti": ".nii.gz", "nrrd": ".nrrd", "seg.nrrd": ".seg.nrrd"}
+#: The extension of the label file in each of the OUTPUT_FORMATS.
+FORMAT_EXTENSIONS = dict(zip(OUTPUT_FORMATS, (".nii.gz", ".nrrd", ".seg.nrrd")))
 STAGING_PREFIX = ".ldseg-"
 JOURNAL = "publish.json"
 #: Longest file name most file systems take (bytes).
@@ -212,18 +213,6 @@ class _Staging:
 # -- the result set -------------------------------------------------------------------
 
 
-def steps_run(sampler: str, steps: int, diffusion_steps: int) -> int:
-    """Denoising steps that really ran: K for DDIM, all T for DDPM, one for
-    the single-step sampler, none for a deterministic model."""
-    if sampler == "ddpm":
-        return int(diffusion_steps)
-    if sampler == "single":
-        return 1
-    if sampler == "ddim":
-        return int(steps)
-    return 0
-
-
 def write_result(
     result: SegmentationResult,
     image: MedicalImage,
@@ -292,7 +281,7 @@ def _manifest(result, image, config, result_set: ResultSet, model_path, seed) ->
         "precision": result.precision,
         "samples": result.samples,
         "sampler": result.sampler,
-        "steps": steps_run(result.sampler, result.steps, config.diffusion.steps),
+        "steps": result.steps,  # what ran: ddim K, ddpm T, single 1, deterministic 0
         "seed": seed,
         "seconds": result.seconds.get("total"),
         "timings": result.seconds,
@@ -300,8 +289,6 @@ def _manifest(result, image, config, result_set: ResultSet, model_path, seed) ->
         "files": files,
         "engine_version": __version__,
     }
-    if result.sampler == "ddim":
-        manifest["sampling_steps"] = result.steps  # K, the DDIM schedule's length
     if result.note:
         manifest["note"] = result.note
     return manifest

@@ -30,14 +30,11 @@ from .modelheader import (
     config_from_metadata,
     open_model_file,
     parse_header,
-    read_config,
     read_header,
 )
 
 if TYPE_CHECKING:
     import torch
-
-__all__ = ["MAGIC", "read_config", "read_safetensors", "write_safetensors", "load_model_file", "save_model"]
 
 
 def _torch_codes() -> dict:

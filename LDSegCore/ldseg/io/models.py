@@ -1,5 +1,9 @@
 """Where models live: the ones shipped with LDSeg, the user's own folder, and
-any file path. Used by ``ldseg`` and the Slicer module alike."""
+any file path. Used by ``ldseg`` and the Slicer module alike.
+
+Torch-free: listing reads each file's header only (:mod:`.modelheader`), so
+the Slicer module can list models in its own process before torch is
+installed, and a large file costs no memory."""
 
 from __future__ import annotations
 
@@ -7,13 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from ..config import ModelConfig
-from ..errors import LDSegError, ModelFileError
-from ..nn import build_network
-from .modelfile import load_model_file, read_config
+from ..errors import ModelFileError
+from .modelheader import read_config
 
 #: Name of the model used when none is given.
 DEFAULT_MODEL = "hippocampus"
@@ -74,31 +73,3 @@ def resolve_model(spec: str | os.PathLike | None = None) -> Path:
             + (f" (available: {', '.join(known)})" if known else " and no models are installed")
         )
     return matches[-1]  # the user's own copy wins over a shipped one of the same name
-
-
-def build_model(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> nn.Module:
-    """The config's network (LDSeg or the Res-UNet baseline) with ``state``
-    loaded; any mismatch is a ModelFileError naming ``source``."""
-    model = build_network(config)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        what = (missing or unexpected or wrong)[0]
-        raise ModelFileError(
-            f"{source}: weights do not match the model configuration "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, "
-            f"{len(wrong)} of the wrong shape, e.g. {what})"
-        )
-    model.load_state_dict(state)
-    return model.eval()
-
-
-def load_model(spec: str | os.PathLike | None = None) -> tuple[nn.Module, Path]:
-    path = resolve_model(spec)
-    config, state = load_model_file(path)
-    try:
-        return build_model(config, state, path.name), path
-    except (ValueError, RuntimeError) as e:
-        raise LDSegError(f"{path.name}: cannot build the model ({e})") from None

@@ -1,5 +1,10 @@
 """The LDSeg model: label encoder, image encoder, conditional denoiser and
-label decoder, built from a :class:`~ldseg.config.ModelConfig`."""
+label decoder, built from a :class:`~ldseg.config.ModelConfig`.
+
+The networks know no diffusion math: the denoiser maps (z_t, z_i, t) to its
+prediction, and the training pass takes the schedule that noises z_0 and
+reads the prediction (:mod:`ldseg.diffusion.schedule`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..diffusion.schedule import standardize
+from ..diffusion.schedule import NoiseSchedule, standardize
 from .decoder import LabelDecoder
 from .denoiser import Denoiser
 from .encoders import ImageEncoder, LabelEncoder
+from .refiner import BoundaryRefiner
 
 
 class LDSegNet(nn.Module):
@@ -24,7 +30,11 @@ class LDSegNet(nn.Module):
         self.image_encoder = ImageEncoder(dims, config.preprocessing.channels, net)
         self.denoiser = Denoiser(dims, net)
         self.decoder = LabelDecoder(dims, config.num_classes, net)
-        self.denoiser_fp32 = False  # set by the trainer on the CPU
+        self.refiner = (
+            BoundaryRefiner(dims, config.preprocessing.channels, config.num_classes, net.refine_width, net.norm)
+            if net.refine_width > 0
+            else None
+        )
 
     def encode_label(self, labels: torch.Tensor) -> torch.Tensor:
         """Class-index map (B, *grid) -> standardized label latent z_0."""
@@ -34,12 +44,21 @@ class LDSegNet(nn.Module):
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         return self.image_encoder(image)
 
-    def predict_noise(self, z_t: torch.Tensor, z_i: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def denoise(self, z_t: torch.Tensor, z_i: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The denoiser's prediction at levels t (in the model's parameterization)."""
         return self.denoiser(z_t, z_i, t)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent -> class logits on the model grid."""
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent -> class logits on the model grid (refined at boundaries with
+        the image where the model has a refiner)."""
+        return self.refine(self.decoder(z), image)
+
+    def refine(self, coarse: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
+        if self.refiner is None:
+            return coarse
+        if image is None:
+            raise ValueError("this model's decoder refines with the image: pass it to decode()")
+        return self.refiner(coarse, image)
 
     def forward(
         self,
@@ -47,32 +66,33 @@ class LDSegNet(nn.Module):
         labels: torch.Tensor,
         noise: torch.Tensor,
         t: torch.Tensor,
-        sqrt_ab: torch.Tensor,
-        sqrt_1m_ab: torch.Tensor,
+        schedule: NoiseSchedule,
+        denoiser_autocast: bool = True,
     ):
-        """One end-to-end training pass (paper, Algorithm 1).
+        """One end-to-end training pass (paper, Algorithm 1), as one call so
+        DistributedDataParallel sees every network.
 
-        ``noise`` is drawn independently per sample by the caller; ``sqrt_ab``
-        and ``sqrt_1m_ab`` are the schedule's coefficients at ``t`` shaped to
-        broadcast. Returns (logits, predicted noise, z_0, z_t).
+        ``noise`` is drawn independently per sample by the caller.
+        ``denoiser_autocast`` False runs the denoiser in fp32 inside an
+        autocast region (the precision policy's choice). Returns (logits,
+        denoiser output, z_0, z_t, x0 estimate, coarse logits before the
+        refiner).
         """
         z0 = self.encode_label(labels)
         z_i = self.encode_image(image)
-        z_t = sqrt_ab * z0 + sqrt_1m_ab * noise
-        if self.denoiser_fp32 and torch.is_autocast_enabled(z_t.device.type):
-            # oneDNN's bf16 Conv3d weight gradient on 2x2x2 inputs (the
-            # denoiser's lowest level) is sometimes inf/NaN; the latent is
-            # small, so fp32 here costs little.
+        z_t = schedule.add_noise(z0, noise, t)
+        if not denoiser_autocast and torch.is_autocast_enabled(z_t.device.type):
             with torch.autocast(z_t.device.type, enabled=False):
-                eps_hat = self.denoiser(z_t.float(), z_i.float(), t)
+                output = self.denoiser(z_t.float(), z_i.float(), t)
         else:
-            eps_hat = self.denoiser(z_t, z_i, t)
+            output = self.denoiser(z_t, z_i, t)
+        x0, eps = schedule.split(z_t, output, t)
         if self.config.diffusion.decoder_input == "paper":
-            z_dn = z_t - eps_hat  # eq. 12: subtract the predicted noise
+            z_dn = z_t - eps  # eq. 12: subtract the predicted noise
         else:
-            # x0 estimate, standardized as the sampler does at inference
-            z_dn = standardize((z_t - sqrt_1m_ab * eps_hat) / sqrt_ab)
-        return self.decoder(z_dn), eps_hat, z0, z_t
+            z_dn = standardize(x0)  # the x0 estimate, standardized as the sampler does at inference
+        coarse = self.decoder(z_dn)
+        return self.refine(coarse, image), output, z0, z_t, x0, coarse
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -7,9 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import DiffusionConfig, ModelConfig, NetworkConfig
+from ..config import DiffusionConfig, ModelConfig, NetworkConfig, Preprocessing
 from ..data.dataset import CasePair
-from ..data.preprocess import Preprocessing
 from ..errors import InputError
 from ..io.images import read_image, read_label
 

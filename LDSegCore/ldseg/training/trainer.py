@@ -1,15 +1,16 @@
-"""End-to-end training of LDSeg (paper, Algorithm 1).
+"""End-to-end training (paper, Algorithm 1) of any architecture.
 
-loss = CE(y_hat, y) + gamma * DiceLoss(y_hat, y) + lambda * ||eps - eps_hat||^2
-(+ optionally SDSeg's L1 latent-estimation loss), all four networks at once,
-Adam with an exponentially decaying learning rate, EMA of the denoiser (the
-EMA weights are what a model file carries for inference).
+The architecture (:mod:`ldseg.architectures`) owns the loss of a batch and
+the prediction used for validation; the trainer owns everything around them:
+data order, augmentation, Adam with an exponentially decaying learning rate,
+the EMA of the part the architecture names (LDSeg: its denoiser; the EMA
+weights are what a model file carries), checkpoints, exact resume,
+validation, the log, the wall-clock budget and DDP. So the deterministic
+Res-UNet baseline is trained exactly as LDSeg is, with CE + gamma * Dice and
+no EMA (LDSeg's encoders and decoder are used raw, and so are the baseline's).
 
-The deterministic Res-UNet baseline (``architecture: resunet``) goes through
-the same trainer (data, split, augmentation, optimizer, learning-rate decay,
-checkpoints, exact resume, validation, log, DDP) with CE + gamma * Dice only
-and no EMA: LDSeg's EMA covers its denoiser alone (its encoders and decoder
-are used raw), so the baseline's encoder/decoder are used raw as well.
+A wall-clock budget (``time_budget`` minutes) ends training after the epoch
+that reaches it; the model file is the best validation epoch, as always.
 
 Exact resume: every epoch's random streams (order, augmentation, timesteps,
 noise, dropout) are seeded from (seed, epoch, rank), and a checkpoint holds
@@ -28,7 +29,7 @@ import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,19 +37,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..config import ModelConfig
+from ..architectures import architecture_of
+from ..config import DEFAULT_MEMORY_BUDGET_GB, ModelConfig, TrainOptions
 from ..data.augment import random_flip
-from ..device import autocast, describe, use_bf16
-from ..diffusion.schedule import NoiseSchedule
+from ..device import describe, training_policy
 from ..errors import InputError, LDSegError
 from ..evaluation.metrics import dice_per_class
-from ..inference.sampling import SamplingOptions, forward_probabilities, sample_probabilities
 from ..io.atomic import write_bytes_atomic
 from ..io.modelfile import save_model
-from ..nn import build_network
-from ..nn.ldseg_net import LDSegNet
 from ..progress import null_progress
-from .losses import segmentation_loss
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "best.safetensors"
@@ -56,24 +53,6 @@ LAST_MODEL = "last.safetensors"
 LOG = "log.jsonl"
 MAX_SKIPPED_STEPS = 20
 CURVES = "curves.png"
-
-
-@dataclass
-class TrainOptions:
-    epochs: int = 100
-    batch_size: int = 4
-    lr: float = 1e-3
-    lr_decay: float = 0.99  # per epoch (exponential decay, paper)
-    gamma: float = 2.0  # Dice loss weight
-    lam: float = 1.0  # noise MSE weight
-    latent_l1: float = 0.0  # SDSeg latent-estimation loss weight (0: off)
-    ema_decay: float = 0.999
-    augment: bool = True  # random flips
-    seed: int = 0
-    precision: str = "auto"  # auto | fp32 | bf16
-    val_samples: int = 1
-    val_steps: int = 2
-    validate_every: int = 1
 
 
 def _seed_for(seed: int, epoch: int, rank: int, stream: int) -> int:
@@ -100,14 +79,6 @@ class EMA:
             e.copy_(b)
 
 
-def inference_view(model: LDSegNet, denoiser: nn.Module) -> LDSegNet:
-    """The model with another denoiser (the EMA one), sharing all other weights."""
-    view = copy.copy(model)
-    view._modules = dict(model._modules)
-    view._modules["denoiser"] = denoiser
-    return view
-
-
 class Trainer:
     def __init__(
         self,
@@ -122,6 +93,10 @@ class Trainer:
         progress: Callable[..., None] = null_progress,
     ):
         config.validate()
+        try:
+            options.validate()
+        except ValueError as e:
+            raise InputError(str(e)) from None
         if len(train_set) == 0:
             raise InputError("no training cases")
         self.config, self.options = config, options
@@ -131,17 +106,16 @@ class Trainer:
         self.progress = progress
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.bf16 = use_bf16(device, options.precision)
-        self.schedule = NoiseSchedule(config.diffusion.schedule_config())
+        self.policy = training_policy(device, options.precision)
+        self.bf16 = self.policy.bf16
+        self.architecture = architecture_of(config)
 
         torch.manual_seed(options.seed)  # same initial weights on every rank
-        self.model = build_network(config).to(device)
+        self.model = self.architecture.build().to(device)
         if init_state is not None:
             load_matching(self.model, init_state)
-        self.ema: EMA | None = None  # the Res-UNet baseline has none
-        if config.uses_diffusion:
-            self.model.denoiser_fp32 = device.type == "cpu"
-            self.ema = EMA(self.model.denoiser, options.ema_decay)
+        ema_part = self.architecture.ema_part(self.model)
+        self.ema = EMA(ema_part, options.ema_decay) if ema_part is not None else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, options.lr_decay)
         self.net = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
@@ -201,7 +175,7 @@ class Trainer:
     def inference_state(self) -> dict[str, torch.Tensor]:
         """Weights for a model file: the EMA denoiser in place of the raw one
         (the Res-UNet baseline: its weights as trained)."""
-        model = inference_view(self.model, self.ema.module) if self.ema is not None else self.model
+        model = self.architecture.with_ema(self.model, self.ema.module if self.ema is not None else None)
         return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
     def save_model(self, path: Path) -> None:
@@ -244,10 +218,10 @@ class Trainer:
             labels = torch.stack([it[1] for it in items])
             if opts.augment:
                 images, labels = random_flip(images, labels, aug_gen)
-            if self.config.uses_diffusion:
-                loss, terms = self._diffusion_loss(images, labels, noise_gen)
-            else:
-                loss, terms = self._direct_loss(images, labels)
+            step_result = self.architecture.training_step(
+                self.net, images.to(self.device), labels.to(self.device), noise_gen, opts, self.policy
+            )
+            loss, terms = step_result.loss, step_result.terms
             if not torch.isfinite(loss):
                 raise LDSegError(
                     f"training diverged at epoch {self.epoch + 1} (loss is {loss.item()}); lower the learning rate"
@@ -267,7 +241,7 @@ class Trainer:
             self.skipped = 0
             self.optimizer.step()
             if self.ema is not None:
-                self.ema.update(self.model.denoiser)
+                self.ema.update(self.architecture.ema_part(self.model))
             terms["loss"] = loss
             done += 1
             for k, v in terms.items():
@@ -280,73 +254,33 @@ class Trainer:
         self.scheduler.step()
         return {k: v / max(1, done) for k, v in sums.items()}
 
-    def _diffusion_loss(
-        self, images: torch.Tensor, labels: torch.Tensor, noise_gen: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """LDSeg (Algorithm 1): CE + gamma * Dice on the decoded z_t - eps_hat,
-        + lambda * noise MSE (+ SDSeg's latent L1); t and noise per sample."""
-        opts, dev = self.options, self.device
-        b = images.shape[0]
-        t = self.schedule.sample_timesteps(b, noise_gen)
-        latent = (b, self.config.network.latent_channels, *self.config.latent_grid)
-        noise = torch.randn(latent, generator=noise_gen)  # independent per sample
-        ab = self.schedule.alpha_bar[t].float().view(b, *([1] * (len(latent) - 1)))
-        images, labels, t, noise, ab = (x.to(dev) for x in (images, labels, t, noise, ab))
-        with autocast(dev, self.bf16):
-            logits, eps_hat, z0, z_t = self.net(images, labels, noise, t, ab.sqrt(), (1 - ab).sqrt())
-        ce, dice = segmentation_loss(logits, labels)
-        mse = torch.mean((eps_hat.float() - noise) ** 2)
-        loss = ce + opts.gamma * dice + opts.lam * mse
-        terms = {"loss_ce": ce, "loss_dice": dice, "loss_mse": mse}
-        if opts.latent_l1 > 0:
-            x0 = (z_t.float() - (1 - ab).sqrt() * eps_hat.float()) / ab.sqrt()
-            l1 = torch.mean(torch.abs(x0 - z0.float()))
-            loss = loss + opts.latent_l1 * l1
-            terms["loss_latent"] = l1
-        return loss, terms
-
-    def _direct_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The Res-UNet baseline: the same CE + gamma * Dice on its logits,
-        no diffusion terms."""
-        images, labels = images.to(self.device), labels.to(self.device)
-        with autocast(self.device, self.bf16):
-            logits = self.net(images)
-        ce, dice = segmentation_loss(logits, labels)
-        return ce + self.options.gamma * dice, {"loss_ce": ce, "loss_dice": dice}
-
     def _gradients_finite(self) -> bool:
         norms = [p.grad.detach().abs().amax() for p in self.model.parameters() if p.grad is not None]
         return bool(torch.isfinite(torch.stack(norms)).all()) if norms else True
 
     @torch.inference_mode()
     def validate(self, dataset=None) -> float:
-        """Mean foreground Dice on the model grid, predicted as at inference:
-        LDSeg sampled (EMA denoiser, DDIM with the validation K, fixed seed),
-        the Res-UNet baseline in one forward pass."""
+        """Mean foreground Dice on the model grid, predicted as at inference
+        (LDSeg: the EMA denoiser, the validation N and K, a fixed seed)."""
         dataset = dataset if dataset is not None else self.val_set
         if dataset is None or len(dataset) == 0:
             return float("nan")
-        view = inference_view(self.model, self.ema.module) if self.ema is not None else self.model
+        view = self.architecture.with_ema(self.model, self.ema.module if self.ema is not None else None)
         view.eval()
-        opts = SamplingOptions(
-            samples=self.options.val_samples,
-            steps=self.options.val_steps,
-            restandardize=self.config.diffusion.restandardize,
-            sampler=self.config.diffusion.sampler,
-            seed=0,
-            bf16=self.bf16,
-        )
+        predictor = self.architecture.predictor(view)
+        sampling = self.architecture.sampling(self.options.val_samples, None, self.options.val_steps)
         scores = []
         for i in range(len(dataset)):
             image, labels = dataset[i]
-            x = image[None].to(self.device)
-            if self.config.uses_diffusion:
-                with autocast(self.device, self.bf16):
-                    z_i = view.encode_image(x).float()
-                mean, _ = sample_probabilities(view, z_i, self.schedule, opts)
-            else:
-                mean = forward_probabilities(view, x, self.bf16)
-            pred = mean.argmax(0).cpu().numpy()
+            prediction = predictor.predict(
+                image[None].to(self.device),
+                sampling,
+                bf16=self.bf16,
+                eta=0.0,
+                seed=0,
+                memory_budget=DEFAULT_MEMORY_BUDGET_GB * 1e9,
+            )
+            pred = prediction.mean.argmax(0).cpu().numpy()
             d = dice_per_class(pred, labels.numpy(), self.config.num_classes)
             scores.append(float(d[1:].mean()))
         self.model.train()
@@ -355,17 +289,20 @@ class Trainer:
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
         opts = self.options
         if self.rank == 0:
-            what = "" if self.config.uses_diffusion else "the Res-UNet baseline "
+            what = "" if self.architecture.stochastic else f"the {self.architecture.title} "
             self.progress(
                 "train",
                 self.epoch / opts.epochs,
                 f"training {what}on {describe(self.device)}{' with bf16' if self.bf16 else ''}",
             )
-        while self.epoch < opts.epochs:
+        while self.epoch < opts.epochs and not self.out_of_time():
             start = time.perf_counter()
             losses = self._train_epoch()
             self.epoch += 1
+            last = self.epoch == opts.epochs or self._budget_spent(time.perf_counter() - start)
             if self.rank != 0:
+                if last:
+                    break
                 continue
             row: dict[str, Any] = {
                 "epoch": self.epoch,
@@ -373,7 +310,7 @@ class Trainer:
                 "lr": self.scheduler.get_last_lr()[0],
             }
             has_val = self.val_set is not None and len(self.val_set) > 0
-            if has_val and (self.epoch % opts.validate_every == 0 or self.epoch == opts.epochs):
+            if has_val and (self.epoch % opts.validate_every == 0 or last):
                 row["val_dice"] = round(self.validate(), 6)
             row["seconds"] = round(time.perf_counter() - start, 3)
             self.log.append(row)
@@ -387,7 +324,7 @@ class Trainer:
             extra = {k: row[k] for k in ("loss", "val_dice") if k in row}
             self.progress(
                 "train",
-                self.epoch / opts.epochs,
+                self.fraction_done(),
                 f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f}"
                 + (f" val Dice {row['val_dice']:.3f}" if "val_dice" in row else ""),
                 epoch=self.epoch,
@@ -396,8 +333,35 @@ class Trainer:
             )
             if on_epoch is not None:
                 on_epoch(row)
+            if last:
+                break
         if self.rank == 0:
             self.save_model(self.run_dir / LAST_MODEL)
+
+    # -- the wall-clock budget ---------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        """Seconds of training so far (epochs and their validation), across resumes."""
+        return float(sum(row.get("seconds", 0.0) for row in self.log))
+
+    def out_of_time(self) -> bool:
+        budget = self.options.time_budget * 60
+        return budget > 0 and self.elapsed >= budget
+
+    def _budget_spent(self, epoch_seconds: float) -> bool:
+        """Whether the epoch just trained reaches the budget (then it is the
+        last one and is validated); rank 0's clock decides for every rank."""
+        budget = self.options.time_budget * 60
+        spent = torch.tensor([budget > 0 and self.elapsed + epoch_seconds >= budget])
+        if self.world > 1:
+            dist.broadcast(spent, 0)
+        return bool(spent.item())
+
+    def fraction_done(self) -> float:
+        fraction = self.epoch / self.options.epochs
+        if self.options.time_budget > 0:
+            fraction = max(fraction, self.elapsed / (self.options.time_budget * 60))
+        return min(1.0, fraction)
 
     def _write_log(self) -> None:
         text = "".join(json.dumps(r) + "\n" for r in self.log)

@@ -1,0 +1,143 @@
+"""LDSeg: latent diffusion (paper, Algorithms 1 and 2).
+
+Training: CE + gamma * Dice on the decoded latent + lambda * MSE of the
+denoiser's prediction (+ optionally SDSeg's L1 latent-estimation loss), all
+four networks at once; the denoiser's EMA is what a model file carries.
+Prediction: the image encoded once, N samples of the diffusion sampler
+decoded, their mean and per-voxel SD.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..device import PrecisionPolicy, autocast
+from ..diffusion.samplers import sampler_timesteps
+from ..diffusion.schedule import NoiseSchedule
+from ..errors import InputError
+from ..inference.fastpath import InferenceNetworks
+from ..inference.sampling import SamplingOptions, sample_probabilities
+from ..nn.ldseg_net import LDSegNet
+from ..training.losses import segmentation_loss
+from .base import Architecture, Prediction, Predictor, Sampling, TrainingStep
+
+
+class LatentDiffusion(Architecture):
+    name = "ldseg"
+    title = "LDSeg (latent diffusion)"
+    stochastic = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.schedule = NoiseSchedule.of(config.diffusion)
+
+    def build(self) -> nn.Module:
+        return LDSegNet(self.config)
+
+    def ema_part(self, model: nn.Module) -> nn.Module:
+        return model.denoiser
+
+    def with_ema(self, model: nn.Module, ema: nn.Module | None) -> nn.Module:
+        """The model with another denoiser (the EMA one), sharing all other weights."""
+        if ema is None:
+            return model
+        view = copy.copy(model)
+        view._modules = dict(model._modules)
+        view._modules["denoiser"] = ema
+        return view
+
+    def training_step(self, net, images, labels, generator, options, policy: PrecisionPolicy) -> TrainingStep:
+        """t and noise drawn per sample from ``generator`` (on the CPU, so a
+        run is reproducible on any device)."""
+        b, dev = images.shape[0], images.device
+        t = self.schedule.sample_timesteps(b, generator)
+        latent = (b, self.config.network.latent_channels, *self.config.latent_grid)
+        noise = torch.randn(latent, generator=generator)  # independent per sample
+        t, noise = t.to(dev), noise.to(dev)
+        with autocast(dev, policy.bf16):
+            logits, output, z0, z_t, x0, coarse = net(images, labels, noise, t, self.schedule, policy.denoiser)
+        ce, dice = segmentation_loss(logits, labels)
+        # The target's z0 carries no gradient (x0/v): the label encoder must not
+        # shape its latent to be easy to predict instead of easy to decode.
+        target = self.schedule.target(z0.detach().float(), noise, t)
+        mse = torch.mean((output.float() - target) ** 2)
+        loss = ce + options.gamma * dice + options.lam * mse
+        terms = {"loss_ce": ce, "loss_dice": dice, "loss_mse": mse}
+        if coarse is not logits:
+            # the latent's own decoding must stay right and confident, or the
+            # refiner's gate opens everywhere and the image takes over
+            ce_c, dice_c = segmentation_loss(coarse, labels)
+            loss = loss + ce_c + options.gamma * dice_c
+            terms["loss_coarse"] = ce_c + options.gamma * dice_c
+        if options.latent_l1 > 0:
+            l1 = torch.mean(torch.abs(x0.float() - z0.float()))
+            loss = loss + options.latent_l1 * l1
+            terms["loss_latent"] = l1
+        return TrainingStep(loss, terms)
+
+    def sampling(self, samples: int, sampler: str | None, steps: int | None) -> Sampling:
+        diff = self.config.diffusion
+        sampler = sampler or diff.sampler
+        steps = diff.sampling_steps if steps is None else steps
+        if not 1 <= steps <= diff.steps:
+            raise InputError(f"steps must be between 1 and {diff.steps} (this model's T)")
+        ran = len(sampler_timesteps(self.schedule, sampler, steps))  # ddpm: T, single: 1
+        return Sampling(samples=samples, sampler=sampler, steps=steps, steps_run=ran)
+
+    def predictor(self, model, *, channels_last=False, compile=False, on_warning=None) -> Predictor:
+        networks = InferenceNetworks(model, channels_last=channels_last, compile=compile, on_warning=on_warning)
+        return _DiffusionPredictor(networks, self)
+
+
+class _DiffusionPredictor(Predictor):
+    def __init__(self, networks: InferenceNetworks, architecture: LatentDiffusion):
+        self.networks = networks
+        self.architecture = architecture
+
+    def predict(
+        self,
+        image: torch.Tensor,
+        sampling: Sampling,
+        *,
+        bf16: bool,
+        eta: float,
+        seed: int | None,
+        memory_budget: float,
+        progress: Callable[..., None] | None = None,
+        times: dict[str, float] | None = None,
+    ) -> Prediction:
+        """Encode the image once, then N diffusion samples -> (mean, sd)."""
+        progress = progress or (lambda *a, **k: None)
+        times = times if times is not None else {}
+        t1 = time.perf_counter()
+        progress("encode", 0.05, "encoding the image")
+        with autocast(image.device, bf16):
+            z_i = self.networks.encode_image(image).float()
+        times["encode"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        n = sampling.samples
+        options = SamplingOptions(
+            samples=n,
+            sampler=sampling.sampler,
+            steps=sampling.steps,
+            eta=eta,
+            restandardize=self.architecture.config.diffusion.restandardize,
+            seed=seed,
+            bf16=bf16,
+            memory_budget=memory_budget,
+        )
+        mean, sd = sample_probabilities(
+            self.networks,
+            z_i,
+            self.architecture.schedule,
+            options,
+            on_progress=lambda f: progress("sample", 0.1 + 0.8 * f, f"{round(f * n)}/{n} samples"),
+            image=image,
+        )
+        times["sample"] = time.perf_counter() - t2
+        return Prediction(mean, sd if n > 1 else None)

@@ -1,0 +1,138 @@
+"""The command line's flags for the config's option classes.
+
+Defaults and choices come from :mod:`ldseg.config` (torch-free), so the
+command line cannot drift from the API: one flag per field, named after it.
+Values are checked where the option classes check them, and a bad value is a
+one-line error naming the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from typing import Any
+
+from ..config import (
+    DECODER_INPUTS,
+    PRECISIONS,
+    PREDICTIONS,
+    SAMPLERS,
+    SCHEDULES,
+    DiffusionConfig,
+    SegmentOptions,
+    TrainOptions,
+)
+from ..errors import InputError
+
+#: Help text of each option field (every field of the class must be here: a test checks it).
+TRAIN_HELP = {
+    "epochs": "most epochs to train",
+    "time_budget": "minutes of training; stops after the epoch that reaches it (0: no limit)",
+    "batch_size": "cases per step",
+    "lr": "Adam learning rate",
+    "lr_decay": "learning-rate factor per epoch",
+    "gamma": "Dice loss weight",
+    "lam": "denoiser MSE weight",
+    "latent_l1": "SDSeg latent-estimation loss weight (0: off)",
+    "ema_decay": "EMA decay of the denoiser",
+    "augment": "random flips",
+    "seed": "seed of weights, data order, noise",
+    "precision": "bf16 autocast where the hardware supports it (auto), or force one",
+    "val_samples": "samples N per validation case",
+    "val_steps": "sampling steps K in validation",
+    "validate_every": "validate every this many epochs (and after the last)",
+}
+SEGMENT_HELP = {
+    "samples": "N samples for the mean and the uncertainty (1: no SD)",
+    "steps": "sampling steps K (default: the model's)",
+    "sampler": "sampler (default: the model's)",
+    "eta": "DDIM eta (0: deterministic steps)",
+    "seed": "seed of the samples' noise",
+    "memory_budget": "GB for one batch of decoded samples; results are resampled to the input grid in slabs of "
+    "at most min(this, 0.25 GB)",
+}
+#: Field -> flag where the flag is not the field's name.
+FLAG_NAMES = {"lam": "--lambda", "memory_budget": "--memory-budget"}
+CHOICES = {"precision": PRECISIONS, "sampler": SAMPLERS}
+METAVARS = {"time_budget": "MINUTES", "memory_budget": "GB"}
+
+
+def flag(field_name: str) -> str:
+    return FLAG_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls, help_texts: dict[str, str], skip=()) -> None:
+    defaults = cls()
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        default = getattr(defaults, f.name)
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_texts[f.name]}
+        if isinstance(default, bool):
+            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if f.name in CHOICES:
+            kwargs["choices"] = CHOICES[f.name]
+        elif isinstance(default, float):
+            kwargs["type"] = float
+        elif isinstance(default, int) or f.name in ("steps", "seed"):
+            kwargs["type"] = int
+        if f.name in METAVARS:
+            kwargs["metavar"] = METAVARS[f.name]
+        parser.add_argument(flag(f.name), **kwargs)
+
+
+def _build(cls, args: argparse.Namespace, skip=()):
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in skip}
+    try:
+        return cls(**values)
+    except ValueError as e:  # the option classes name the field first: say the flag instead
+        text = str(e)
+        for f in fields(cls):
+            if text.startswith(f.name + " "):
+                text = flag(f.name) + text[len(f.name) :]
+                break
+        raise InputError(text) from None
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    _add_fields(parser, TrainOptions, TRAIN_HELP, skip=("precision",))
+
+
+def train_options(args: argparse.Namespace) -> TrainOptions:
+    return _build(TrainOptions, args)
+
+
+def add_segment_options(parser: argparse.ArgumentParser) -> None:
+    _add_fields(parser, SegmentOptions, SEGMENT_HELP)
+
+
+def segment_options(args: argparse.Namespace) -> SegmentOptions:
+    return _build(SegmentOptions, args)
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision", default=TrainOptions().precision, choices=PRECISIONS, help=TRAIN_HELP["precision"]
+    )
+
+
+def add_diffusion_options(parser: argparse.ArgumentParser) -> None:
+    """Settings of a new LDSeg model's diffusion (stored in its model file)."""
+    d = DiffusionConfig()
+    parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="noise schedule")
+    parser.add_argument(
+        "--prediction", choices=PREDICTIONS, default=d.prediction, help="what the denoiser predicts: noise, v, x0"
+    )
+    parser.add_argument(
+        "--refine-width",
+        type=int,
+        default=0,
+        help="boundary refiner's width (image detail where the decoded latent is unsure; 0: none, the paper's)",
+    )
+    parser.add_argument(
+        "--decoder-input",
+        choices=DECODER_INPUTS,
+        default=d.decoder_input,
+        help="what the decoder sees in training: z_t - eps_hat (paper) or the x0 estimate",
+    )

@@ -1,0 +1,46 @@
+"""The shipped models give bit-identical segmentations across refactorings.
+
+Testing/reference/shipped_outputs.json holds SHA-256 digests of the labels,
+mean probabilities and SD maps of a few held-out cases, recorded by
+scripts/make_reference_outputs.py from the engine before a change. A
+refactoring must reproduce every bit; a change meant to alter results (a new
+model, a new default) records them anew and says so in its commit.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ldseg.device import cpu_has_fast_bf16
+from ldseg.inference.segmenter import Segmenter
+
+REFERENCE = Path(__file__).parent / "reference" / "shipped_outputs.json"
+RECORDS = json.loads(REFERENCE.read_text())
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "record", RECORDS["records"], ids=lambda r: f"{r['model']}-{Path(r['case']).name}-{r['precision']}"
+)
+def test_shipped_model_output_is_bit_identical_to_the_reference(record, shared_data):
+    if record["ran_precision"] == "bf16" and not cpu_has_fast_bf16():
+        pytest.skip("the bf16 reference was recorded on a CPU with fast bf16 (AMX / AVX-512 BF16)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as recorded: reduction order can depend on the thread count
+    try:
+        seg = Segmenter(record["model"], device="cpu", precision=record["precision"])
+        result = seg.segment(shared_data / record["case"], **RECORDS["settings"])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.precision == record["ran_precision"]
+    assert int((result.classes > 0).sum()) == record["foreground_voxels"]
+    assert _digest(result.labels) == record["labels"]
+    assert _digest(result.probabilities) == record["probabilities"]
+    assert _digest(result.sd) == record["sd"]

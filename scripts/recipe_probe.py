@@ -1,0 +1,121 @@
+"""Measure a trained model on its own validation cases, on the model grid:
+what the recipe experiments of docs/experiments.md report.
+
+For an LDSeg model: Dice of one sample and of the mean of N, Dice when the
+sampled latent is replaced by pure noise (it must collapse, or the latent is
+decorative), sample diversity (mean pairwise 1 - IoU of the foreground), and
+how well the SD map and 1 - max p find the wrong voxels (pooled AUROC). For
+a Res-UNet: its Dice and its softmax's 1 - max p AUROC.
+
+    python scripts/recipe_probe.py MODEL.safetensors DATASET [--samples 10] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ldseg.architectures import architecture_of
+from ldseg.data.dataset import SegmentationDataset, find_pairs
+from ldseg.diffusion.schedule import standardize
+from ldseg.evaluation.metrics import dice_per_class, roc_auc
+from ldseg.inference.sampling import SamplingOptions, decode_latents, denoise_samples, sample_noise
+from ldseg.io.loading import load_model
+
+
+def foreground_dice(pred: np.ndarray, ref: np.ndarray, classes: int) -> float:
+    return float(dice_per_class(pred, ref, classes)[1:].mean())
+
+
+def probe(model_path: Path, dataset: Path, samples: int) -> dict:
+    model, _ = load_model(model_path)
+    config = model.config
+    arch = architecture_of(config)
+    val_names = set(config.training.get("val_names") or [])
+    pairs = [p for p in find_pairs(dataset) if p.name in val_names]
+    if not pairs:
+        raise SystemExit(f"{model_path}: no validation cases of this model in {dataset}")
+    data = SegmentationDataset(pairs, config.preprocessing)
+    c = config.num_classes
+    rows, scores_sd, scores_maxp, wrong = [], [], [], []
+    for i in range(len(data)):
+        image, labels = data[i]
+        ref = labels.numpy()
+        x = image[None]
+        with torch.inference_mode():
+            if not arch.stochastic:
+                p = model(x).float().softmax(1)[0]
+                pred = p.argmax(0).numpy()
+                rows.append({"dice_mean": foreground_dice(pred, ref, c)})
+                scores_maxp.append((1 - p.amax(0)).numpy().ravel())
+                wrong.append((pred != ref).ravel())
+                continue
+            z_i = model.encode_image(x).float()
+            opts = SamplingOptions(
+                samples=samples,
+                steps=config.diffusion.sampling_steps,
+                seed=0,
+                sampler=config.diffusion.sampler,
+                restandardize=config.diffusion.restandardize,
+            )
+            shape = (config.network.latent_channels, *z_i.shape[2:])
+            z_T = torch.stack([sample_noise(opts, k, shape) for k in range(samples)])
+            z0 = denoise_samples(model, z_i, z_T, arch.schedule, opts)
+            probs = decode_latents(model, z0, opts, x)  # (N, C, *grid)
+            noise_latent = standardize(torch.randn(z0[:1].shape, generator=torch.Generator().manual_seed(i)))
+            p_noise = decode_latents(model, noise_latent, opts, x)[0]
+        mean, sd = probs.mean(0), probs.std(0, unbiased=False).amax(0)
+        pred = mean.argmax(0).numpy()
+        fg = [(probs[k].argmax(0) > 0).numpy() for k in range(samples)]
+        pairs_iou = [
+            np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum()) for a, b in itertools.combinations(fg, 2)
+        ]
+        rows.append(
+            {
+                "dice_one": foreground_dice(probs[0].argmax(0).numpy(), ref, c),
+                "dice_mean": foreground_dice(pred, ref, c),
+                "dice_noise_latent": foreground_dice(p_noise.argmax(0).numpy(), ref, c),
+                "diversity": float(1 - np.mean(pairs_iou)) if pairs_iou else 0.0,
+            }
+        )
+        scores_sd.append(sd.numpy().ravel())
+        scores_maxp.append((1 - mean.amax(0)).numpy().ravel())
+        wrong.append((pred != ref).ravel())
+    out = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
+    positives = np.concatenate(wrong)
+    out["auroc_1_minus_max_p"] = round(roc_auc(np.concatenate(scores_maxp), positives), 4)
+    if scores_sd:
+        out["auroc_sd"] = round(roc_auc(np.concatenate(scores_sd), positives), 4)
+    out.update(
+        cases=len(rows),
+        model=str(model_path),
+        architecture=config.architecture,
+        epochs=config.training.get("epochs"),
+        best_epoch=config.training.get("best_epoch"),
+    )
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    result = probe(args.model, args.dataset, args.samples)
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
