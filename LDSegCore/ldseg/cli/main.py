@@ -8,10 +8,12 @@ run (Ctrl-C, SIGTERM) exits with 130 and leaves no partial output.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from .. import __version__
@@ -293,11 +295,23 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         progress.error("out of memory; use fewer samples, a smaller model or another device")
         return EXIT_USER
-    except RuntimeError as e:
-        if "out of memory" in str(e).lower():
+    except Exception as e:  # noqa: BLE001 - an internal error: its traceback, then one final error event
+        if _is_allocation_failure(e):
             progress.error("out of memory on the device; use fewer samples, --device cpu, or a smaller input")
             return EXIT_USER
-        raise
+        traceback.print_exc()
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        progress.error(f"internal error ({type(e).__name__}: {first_line}); please report it with the traceback above")
+        return EXIT_INTERNAL
+
+
+def _is_allocation_failure(error: Exception) -> bool:
+    """torch's "CUDA out of memory", its CPU allocator's "can't allocate
+    memory", and the OS's ENOMEM."""
+    if isinstance(error, OSError) and error.errno == errno.ENOMEM:
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 if __name__ == "__main__":
