@@ -3,8 +3,10 @@
 The rename is atomic on one file system, so a reader (Slicer watching a
 folder, a resumed training run) never sees a half-written file, and a crash
 or cancel leaves the previous file, or none, in place. Before the rename the
-file is flushed to disk (fsync) and checked: writers that ignore a full disk
-(ITK does) leave a short or empty file, which must never be published.
+file is checked: writers that ignore a full disk (ITK does) leave a short or
+empty file, which must never be published. (Python's own writes raise on a
+full disk; no fsync: every training epoch writes here, and a kill -9 keeps
+what the page cache holds.)
 """
 
 from __future__ import annotations
@@ -19,19 +21,10 @@ from typing import Callable
 from ..errors import OutputError
 
 
-def _sync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _check_written(tmp: str, expected_size: int | None, verify: Callable[[str], None] | None) -> None:
     """Raise OSError(ENOSPC-like) when the temporary file is not complete."""
     if not os.path.isfile(tmp):
         raise OSError(errno.EIO, "the writer produced no file")
-    _sync(tmp)  # a delayed-allocation file system reports a full disk here
     size = os.path.getsize(tmp)
     if expected_size is not None and size != expected_size:
         raise OSError(errno.ENOSPC, f"incomplete file ({size} of {expected_size} bytes; is the disk full?)")

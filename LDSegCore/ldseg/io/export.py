@@ -236,11 +236,14 @@ def write_result(
     result_set = plan_result_set(output_folder, stem, fmt or default_format(source), probabilities=probabilities)
     clean_stale_staging(result_set.folder)
     check_result_set(result_set, overwrite=overwrite, protected=[source, model_path, *protected])
-    with _Staging(result_set) as staging:
-        _write_files(result, image, config, staging, fmt or default_format(source))
-        manifest = _manifest(result, image, config, result_set, model_path, seed)
-        staging.path("result").write_text(json.dumps(manifest, indent=2))
-        staging.publish()
+    try:
+        with _Staging(result_set) as staging:
+            _write_files(result, image, config, staging, fmt or default_format(source))
+            manifest = _manifest(result, image, config, result_set, model_path, seed)
+            staging.path("result").write_text(json.dumps(manifest, indent=2))
+            staging.publish()
+    except OSError as e:  # the writers' own errors are OutputErrors already
+        raise OutputError(f"{result_set.folder}: cannot write the results ({e.strerror or e})") from None
     return {kind: result_set.path(kind) for kind in result_set.names}
 
 

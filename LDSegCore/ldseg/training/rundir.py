@@ -62,6 +62,7 @@ def _try_lock(handle) -> bool:
         import msvcrt
 
         try:
+            handle.seek(0)  # msvcrt locks bytes from the current position
             msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
             return True
         except OSError:
