@@ -178,7 +178,7 @@ def test_fifo_image_is_refused_without_hanging(tmp_path, tiny_3d_model):
     os.mkfifo(fifo)
     with pytest.raises(InputError, match="not a regular file"):
         read_image(fifo)
-    proc = _ldseg("segment", fifo, "-o", tmp_path / "out", "--model", tiny_3d_model, timeout=60)
+    proc = _ldseg("segment", fifo, "-o", tmp_path / "out", "--model", tiny_3d_model, timeout=300)
     assert proc.returncode == 2 and "not a regular file" in proc.stderr
     assert not (tmp_path / "out").exists()
 
@@ -194,7 +194,7 @@ def test_fifo_in_a_training_set_is_refused_without_hanging(tmp_path, shared_data
         (shared_data / "hippocampus" / "labels" / "hippocampus_004.nii.gz").read_bytes()
     )
     out = tmp_path / "m.safetensors"
-    proc = _ldseg("train", data, "-o", out, "--epochs", "1", "--size", "tiny", "--progress", "none", timeout=120)
+    proc = _ldseg("train", data, "-o", out, "--epochs", "1", "--size", "tiny", "--progress", "none", timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a regular file" in proc.stderr
     assert not out.exists() and not (tmp_path / "m.run").exists()
 
