@@ -22,7 +22,7 @@ from ldseg.io.images import Geometry, MedicalImage, read_image, read_label, writ
 HIPPO = "hippocampus_001.nii.gz"
 
 
-def _ldseg(*args, timeout=120):
+def _ldseg(*args, timeout=300):
     return subprocess.run(
         [sys.executable, "-m", "ldseg", *map(str, args)], capture_output=True, text=True, timeout=timeout
     )
