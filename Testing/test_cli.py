@@ -223,15 +223,14 @@ def test_outputs_beside_the_input_leave_it_and_other_files_alone(tmp_path, tiny_
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
-def test_output_folder_refuses_to_replace_an_input(tmp_path):
-    from ldseg.cli.main import OutputFolder
+def test_result_set_refuses_to_replace_an_input(tmp_path):
     from ldseg.errors import OutputError
+    from ldseg.io.export import check_result_set, plan_result_set
 
     src = tmp_path / "x_labels.nrrd"
     src.write_bytes(b"input")
     with pytest.raises(OutputError, match="overwrite an input"):
-        with OutputFolder(tmp_path, [src]) as out:
-            out.path("x_labels.nrrd").write_bytes(b"output")
+        check_result_set(plan_result_set(tmp_path, "x"), overwrite=True, protected=[src])
     assert src.read_bytes() == b"input"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x_labels.nrrd"]
 

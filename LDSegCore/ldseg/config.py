@@ -188,6 +188,12 @@ class NetworkConfig:
         for name in ("attention_heads", "denoiser_res_blocks", "denoiser_groups", "time_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        # a model file may hold anything: sizes must be whole numbers (16.5 channels builds nothing)
+        sizes = (*self.encoder_widths, *self.decoder_widths, *self.denoiser_channels, self.latent_channels)
+        sizes += (self.image_latent_channels, self.attention_heads, self.denoiser_res_blocks)
+        sizes += (self.denoiser_groups, self.time_dim)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
+            raise ValueError("network sizes must be whole numbers")
         if self.refine_width < 0:
             raise ValueError("refine_width must be 0 (no refiner) or positive")
 

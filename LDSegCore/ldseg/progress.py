@@ -23,10 +23,14 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.min_interval = min_interval
         self._last = 0.0
+        self._high = 0.0  # the highest fraction reported so far
         self._bar_open = False
 
     def __call__(self, stage: str, fraction: float, message: str = "", **extra: Any) -> None:
-        fraction = min(1.0, max(0.0, float(fraction)))
+        # the overall fraction never goes backwards (a stage may restart its
+        # own count at 0, e.g. training after loading): readers show a bar
+        fraction = min(1.0, max(0.0, float(fraction), self._high))
+        self._high = fraction
         if self.mode == "json":
             event = {"stage": stage, "fraction": round(fraction, 4), "message": message, **extra}
             self.stream.write(json.dumps(event) + "\n")
@@ -62,7 +66,7 @@ class Progress:
     def info(self, message: str) -> None:
         """A one-off note (e.g. which device runs)."""
         if self.mode == "json":
-            self.stream.write(json.dumps({"stage": "info", "fraction": 0.0, "message": message}) + "\n")
+            self.stream.write(json.dumps({"stage": "info", "fraction": self._high, "message": message}) + "\n")
         elif self.mode == "bar":
             self.stream.write(f"ldseg: {message}\n")
         self.stream.flush()

@@ -8,12 +8,12 @@ run (Ctrl-C, SIGTERM) exits with 130 and leaves no partial output.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
+import traceback
 from pathlib import Path
 
 from .. import __version__
@@ -31,7 +31,7 @@ from .options import (
 EXIT_USER, EXIT_INTERNAL, EXIT_CANCELLED = 2, 1, 130
 
 
-# -- output staging ------------------------------------------------------------
+# -- commands --------------------------------------------------------------------
 
 
 def check_output_folder(folder: Path) -> None:
@@ -46,69 +46,23 @@ def check_output_folder(folder: Path) -> None:
         raise OutputError(f"{folder}: cannot write the output folder (no permission in {probe})")
 
 
-class OutputFolder:
-    """Files are written into a hidden staging folder inside ``folder`` and
-    moved into place together at the end, so a failed or cancelled run leaves
-    nothing behind. Refuses to replace any of the ``protected`` input files."""
-
-    def __init__(self, folder: Path, protected: list[Path]):
-        self.folder = Path(folder)
-        self.protected = {p.resolve() for p in protected if p is not None}
-        self.staging: Path | None = None
-        self.names: list[str] = []
-
-    def __enter__(self) -> "OutputFolder":
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.staging = Path(tempfile.mkdtemp(prefix=".ldseg-", dir=self.folder))
-        except OSError as e:
-            raise OutputError(f"{self.folder}: cannot write the output folder ({e.strerror})") from None
-        return self
-
-    def path(self, name: str) -> Path:
-        final = (self.folder / name).resolve()
-        if final in self.protected:
-            raise OutputError(f"{final}: refusing to overwrite an input file; choose another output folder")
-        self.names.append(name)
-        return self.staging / name
-
-    def final(self, name: str) -> Path:
-        return self.folder / name
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                for name in self.names:
-                    os.replace(self.staging / name, self.folder / name)
-        finally:
-            shutil.rmtree(self.staging, ignore_errors=True)
-
-
-# -- commands --------------------------------------------------------------------
-
-
-def _output_format(image_path: Path, requested: str | None) -> str:
-    if requested:
-        return requested
-    from ..io.images import split_extension
-
-    ext = split_extension(image_path)[1].lower()
-    return "nifti" if ext in (".nii", ".nii.gz") else "nrrd"
-
-
-_EXT = {"nifti": ".nii.gz", "nrrd": ".nrrd", "seg.nrrd": ".seg.nrrd"}
-
-
 def cmd_segment(args, progress: Progress) -> int:
     from ..data.preprocess import check_image
     from ..inference.restore import DEFAULT_RESTORE_BUDGET
     from ..inference.segmenter import Segmenter
-    from ..io.images import read_image, split_extension, write_image, write_segmentation_nrrd
-    from ..io.preview import save_preview_png
+    from ..io.export import check_result_set, clean_stale_staging, default_format, plan_result_set, write_result
+    from ..io.images import read_image, split_extension
 
     request = segment_options(args)  # every sampling setting checked here, once
     image_path = Path(args.image)
-    check_output_folder(Path(args.output))
+    output = Path(args.output)
+    fmt = args.format or default_format(image_path)
+    # everything that can refuse the output does so before any work
+    check_output_folder(output)
+    for note in clean_stale_staging(output):
+        progress.info(note)
+    result_set = plan_result_set(output, split_extension(image_path)[0], fmt, probabilities=args.probabilities)
+    check_result_set(result_set, overwrite=args.overwrite, protected=[image_path])
     image = read_image(image_path)  # bad input fails before anything is written
     budget = request.memory_budget * 1e9
     segmenter = Segmenter(
@@ -126,68 +80,23 @@ def cmd_segment(args, progress: Progress) -> int:
         + ("" if segmenter.device.type == "cuda" else " (no GPU in use: CPU run)")
     )
     result = segmenter.segment(image, request=request, progress=progress)
-    fmt = _output_format(image_path, args.format)
-    stem = split_extension(image_path)[0]
-    ext = _EXT[fmt]
-    volume_ext = _EXT["nifti" if fmt == "nifti" else "nrrd"]  # SD and probabilities: never .seg.nrrd
-    config = segmenter.config
     progress("write", 0.95, f"writing results to {args.output}")
-    with OutputFolder(Path(args.output), [image_path, segmenter.model_path]) as out:
-        files = {
-            "labels": f"{stem}_labels{ext}",
-            "sd": f"{stem}_sd{volume_ext}",
-            "preview": f"{stem}_preview.png",
-            "result": f"{stem}_result.json",
-        }
-        if args.probabilities:
-            files["probabilities"] = f"{stem}_probabilities{volume_ext}"
-        if fmt == "seg.nrrd":
-            segments = [
-                {"name": n, "color": c, "label_value": int(v)}
-                for n, c, v in zip(
-                    config.class_names[1:], config.class_colors[1:], config.preprocessing.label_values[1:]
-                )
-            ]
-            write_segmentation_nrrd(result.labels, result.geometry, out.path(files["labels"]), segments)
-        else:
-            write_image(result.labels, result.geometry, out.path(files["labels"]), reference_path=image_path)
-        write_image(result.sd, result.geometry, out.path(files["sd"]), reference_path=image_path)
-        if args.probabilities:
-            write_image(
-                result.probabilities, result.geometry, out.path(files["probabilities"]), reference_path=image_path
-            )
-        save_preview_png(
-            image.array,
-            result.classes,
-            result.sd if result.samples > 1 else None,
-            list(config.class_colors),
-            out.path(files["preview"]),
-            title=f"{config.title or config.name}: {image_path.name}",
-        )
-        manifest = {
-            "input": str(image_path),
-            "model": str(segmenter.model_path),
-            "device": result.device,
-            "architecture": config.architecture,
-            "precision": result.precision,
-            "samples": result.samples,
-            "steps": result.steps,
-            "sampler": result.sampler,
-            "seed": args.seed,
-            "seconds": result.seconds.get("total"),
-            "timings": result.seconds,
-            "classes": config.summary()["classes"],
-            "files": {k: str(out.final(v)) for k, v in files.items() if k != "result"}
-            | {"probabilities": str(out.final(files["probabilities"])) if args.probabilities else None},
-            "engine_version": __version__,
-        }
-        if result.note:
-            manifest["note"] = result.note
-        out.path(files["result"]).write_text(json.dumps(manifest, indent=2))
-    progress("done", 1.0, f"wrote {len(files)} files to {args.output}", result=str(Path(args.output) / files["result"]))
+    files = write_result(
+        result,
+        image,
+        output,
+        segmenter.config,
+        stem=split_extension(image_path)[0],
+        fmt=fmt,
+        probabilities=args.probabilities,
+        overwrite=args.overwrite,
+        model_path=segmenter.model_path,
+        seed=request.seed,
+    )
+    progress("done", 1.0, f"wrote {len(files)} files to {args.output}", result=str(files["result"]))
     if args.progress != "json":
-        for name in files.values():
-            print(Path(args.output) / name)
+        for path in files.values():
+            print(path)
     return 0
 
 
@@ -288,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="model name or file (default: the shipped hippocampus model)")
     add_segment_options(s)
     s.add_argument(
+        "--overwrite", action="store_true", help="replace result files of the same names in the output folder"
+    )
+    s.add_argument(
         "--format",
         choices=OUTPUT_FORMATS,
         default=None,
@@ -384,11 +296,23 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         progress.error("out of memory; use fewer samples, a smaller model or another device")
         return EXIT_USER
-    except RuntimeError as e:
-        if "out of memory" in str(e).lower():
+    except Exception as e:  # noqa: BLE001 - an internal error: its traceback, then one final error event
+        if _is_allocation_failure(e):
             progress.error("out of memory on the device; use fewer samples, --device cpu, or a smaller input")
             return EXIT_USER
-        raise
+        traceback.print_exc()
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        progress.error(f"internal error ({type(e).__name__}: {first_line}); please report it with the traceback above")
+        return EXIT_INTERNAL
+
+
+def _is_allocation_failure(error: Exception) -> bool:
+    """torch's "CUDA out of memory", its CPU allocator's "can't allocate
+    memory", and the OS's ENOMEM."""
+    if isinstance(error, OSError) and error.errno == errno.ENOMEM:
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 if __name__ == "__main__":

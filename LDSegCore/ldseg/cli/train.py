@@ -17,6 +17,7 @@ from ..io.modelfile import load_model_file
 from ..io.models import resolve_model
 from ..progress import Progress
 from ..training.presets import config_for_dataset, model_name_from
+from ..training.rundir import lock_run_dir, record_or_check, resume_or_refuse
 from ..training.trainer import BEST_MODEL, CHECKPOINT, LAST_MODEL, Trainer
 from .options import recipe_settings, train_options
 
@@ -65,9 +66,10 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
     if same_classes:
         config = base
     else:  # a new task: other classes, the init model's networks where they fit
-        config = config_for_dataset(
+        config = config_for_dataset(  # the grid must fit the init network's down-samplings
             pairs,
             size="paper",
+            downsamplings=base.network.downsamplings,
             grid=args.grid or base.preprocessing.grid,
             class_names=args.class_names,
             label_values=args.label_values,
@@ -134,6 +136,10 @@ def run_training(args, progress: Progress) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
+    if rank == 0:  # one training per run folder; a resumed run must be the run it continues
+        lock_run_dir(run_dir)
+        resuming = args.resume and (run_dir / CHECKPOINT).exists()
+        record_or_check(run_dir, args, pairs, resuming=resuming, warn=progress.info)
     trainer = Trainer(
         config,
         train_set,
@@ -144,7 +150,7 @@ def run_training(args, progress: Progress) -> int:
         init_state=init_state,
         progress=progress if rank == 0 else (lambda *a, **k: None),
     )
-    if args.resume and trainer.resume() and rank == 0:
+    if args.resume and resume_or_refuse(trainer) and rank == 0:
         progress.info(f"resuming {run_dir} after epoch {trainer.epoch}")
     trainer.fit()
     if rank == 0:

@@ -30,7 +30,7 @@ from ..config import DEFAULT_MEMORY_BUDGET_GB, DEFAULT_SAMPLES, SegmentOptions
 from ..data.preprocess import classes_to_labels, prepare_image
 from ..device import describe, resolve_device, use_bf16
 from ..errors import InputError
-from ..io.images import Geometry, MedicalImage, read_image
+from ..io.images import Geometry, MedicalImage, check_geometry, read_image
 from ..io.loading import load_model
 from ..progress import null_progress
 from .fastpath import wants_channels_last
@@ -189,11 +189,18 @@ class Segmenter:
 
     def _as_image(self, image, geometry: Geometry | None) -> MedicalImage:
         if isinstance(image, MedicalImage):
+            if np.iscomplexobj(image.array):
+                raise InputError(f"{image.name}: complex-valued images are not supported")
+            check_geometry(image.geometry, image.name)
             return image
         if isinstance(image, (str, os.PathLike)):
             return read_image(Path(image))
         array = np.asarray(image)
         dims = self.config.dims
+        if np.iscomplexobj(array):
+            raise InputError("<array>: complex-valued images are not supported (give the magnitude or real part)")
+        if not (array.dtype == np.bool_ or np.issubdtype(array.dtype, np.number)):
+            raise InputError(f"<array>: an image must hold numbers, not {array.dtype}")
         if array.ndim == dims:
             array = array[None]
         elif array.ndim != dims + 1:
@@ -205,4 +212,5 @@ class Segmenter:
             geometry = Geometry.identity(dims)
         if geometry.dims != dims:
             raise InputError(f"<array>: the geometry is {geometry.dims}D but the model expects {dims}D images")
+        check_geometry(geometry)
         return MedicalImage(array=array.astype(np.float32, copy=False), geometry=geometry, source=None)

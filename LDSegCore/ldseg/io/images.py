@@ -14,8 +14,14 @@ the path.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import math
 import os
+import re
 import shutil
+import stat
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +35,7 @@ from .atomic import atomic_path
 __all__ = [
     "Geometry",
     "MedicalImage",
+    "check_geometry",
     "read_image",
     "read_label",
     "write_image",
@@ -136,6 +143,20 @@ class Geometry:
         return ", ".join(parts) or "same geometry"
 
 
+def check_geometry(geometry: Geometry, name: str = "<array>") -> None:
+    """Refuse a geometry that cannot place voxels in space: spacing that is not
+    positive and finite, an origin that is not finite, a direction that is
+    not a rotation (singular, non-orthogonal, NaN)."""
+    spacing, origin = np.asarray(geometry.spacing), np.asarray(geometry.origin)
+    direction = np.asarray(geometry.direction).reshape(geometry.dims, geometry.dims)
+    if not (np.all(np.isfinite(spacing)) and np.all(spacing > 0)):
+        raise InputError(f"{name}: invalid geometry: spacing must be positive and finite, not {geometry.spacing}")
+    if not np.all(np.isfinite(origin)):
+        raise InputError(f"{name}: invalid geometry: the origin must be finite, not {geometry.origin}")
+    if not (np.all(np.isfinite(direction)) and np.allclose(direction.T @ direction, np.eye(geometry.dims), atol=1e-3)):
+        raise InputError(f"{name}: invalid geometry: the direction must be a rotation (orthonormal columns)")
+
+
 @dataclass
 class MedicalImage:
     """An image as ``(C, *spatial)`` float32 array plus its geometry."""
@@ -214,6 +235,9 @@ def is_image_path(path) -> bool:
 def _read_dicom_folder(folder: Path) -> sitk.Image:
     """Read the largest DICOM series in ``folder``."""
     name = _display_name(folder)
+    special = [p.name for p in folder.iterdir() if not (p.is_file() or p.is_dir())]
+    if special:  # GDCM would open a pipe and wait forever
+        raise InputError(f"{name}: folder holds {special[0]!r}, which is not a regular file (a pipe or device)")
     # GDCM prints a warning for folders without DICOM; we raise instead.
     warnings_on = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
@@ -225,10 +249,14 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings_on)
     if not series_ids:
         raise InputError(f"{name}: folder contains no DICOM series (give an image file or a folder of DICOM files)")
-    files = max(
-        (sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids),
-        key=len,
-    )
+    if len(series_ids) > 1:
+        counts = [len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid)) for sid in series_ids]
+        listed = "; ".join(f"{sid} ({n} files)" for sid, n in zip(series_ids, counts))
+        raise InputError(
+            f"{name}: folder holds {len(series_ids)} DICOM series ({listed}); "
+            "put the series to segment in a folder of its own"
+        )
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
@@ -281,14 +309,104 @@ def _read_nifti_isolated(path: Path) -> sitk.Image:
         return sitk.ReadImage(alias)
 
 
+#: Single-file formats whose header states the voxel count of the data in
+#: the same file, and the most that deflate can shrink data (about 1032:1).
+_SINGLE_FILE_3D = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha")
+_MAX_COMPRESSION = 1100
+
+
+def _check_claimed_size(path: Path, ext: str, file_size: int, name: str) -> None:
+    """Refuse a header that claims more voxels than the file can hold, before
+    the reader allocates them (a 2000^3 header with 64 bytes of data)."""
+    if ext not in _SINGLE_FILE_3D:
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with _c_stderr_silenced():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return  # the full read reports what is wrong
+    voxels = math.prod(int(v) for v in reader.GetSize()) * max(1, reader.GetNumberOfComponents())
+    claimed = voxels * _component_bytes(reader.GetPixelID())
+    uncompressed = ext == ".nii" or (
+        ext == ".nrrd" and reader.HasMetaDataKey("NRRD_encoding") and reader.GetMetaData("NRRD_encoding") == "raw"
+    )
+    if uncompressed and file_size < claimed:
+        raise InputError(
+            f"{name}: the file is truncated (its header describes {claimed:,} bytes of voxels, the file has {file_size:,})"
+        )
+    if file_size * _MAX_COMPRESSION < claimed:
+        raise InputError(
+            f"{name}: the header claims {voxels:,} voxels, far more than the {file_size:,}-byte file can hold "
+            "(damaged or truncated file)"
+        )
+
+
+def _component_bytes(pixel_id: int) -> int:
+    """Bytes of one pixel component of a SimpleITK pixel type ("32-bit float",
+    "vector of 16-bit signed integer", "complex of 64-bit float", ...)."""
+    text = sitk.GetPixelIDValueAsString(pixel_id)
+    bits = re.search(r"(\d+)-bit", text)
+    size = int(bits.group(1)) // 8 if bits else 1
+    return 2 * size if "complex" in text else size
+
+
+def _nifti_voxels(path: Path, array: np.ndarray, geometry: "Geometry", name: str) -> np.ndarray:
+    """The voxels of a NIfTI file as nibabel reads them (it reports a
+    truncated file, and keeps NaN and infinity, where ITK gives zeros), in
+    the layout of ITK's ``array``; and its geometry checked against the
+    file's affine (a sheared affine cannot be kept: it is refused)."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path), mmap=False)
+        data = np.asanyarray(img.dataobj)
+    except Exception:  # noqa: BLE001 - EOFError, zlib.error, ValueError, OSError: all mean damaged
+        raise InputError(f"{name}: the NIfTI file is truncated or damaged (its voxels cannot all be read)") from None
+    _check_nifti_geometry(img.affine, geometry, name)
+    if data.ndim == 5 and data.shape[3] == 1:  # a vector image (as ITK writes them): x, y, z, 1, c
+        data = data[:, :, :, 0]
+    spatial = min(data.ndim, 3)
+    order = tuple(range(spatial))[::-1]
+    voxels = np.transpose(data, (3, *order)) if data.ndim == 4 else np.transpose(data, order)[np.newaxis]
+    if voxels.shape != array.shape:
+        return array  # a layout we do not map: ITK's voxels, whose completeness nibabel has checked
+    return np.ascontiguousarray(voxels)
+
+
+def _check_nifti_geometry(affine: np.ndarray, geometry: "Geometry", name: str) -> None:
+    dims = geometry.dims
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])[:dims, :dims]
+    linear = lps_to_ras @ (np.asarray(geometry.direction).reshape(dims, dims) * np.asarray(geometry.spacing))
+    origin = lps_to_ras @ np.asarray(geometry.origin)
+    scale = max(1.0, float(np.abs(affine[:dims, :dims]).max()))
+    if not (
+        np.allclose(linear, affine[:dims, :dims], atol=1e-3 * scale)
+        and np.allclose(origin, affine[:dims, 3], atol=1e-2, rtol=1e-5)
+    ):
+        raise InputError(
+            f"{name}: the NIfTI affine is sheared (or its qform and sform disagree), which LDSeg cannot keep "
+            "exactly; resample the image to a grid without shear first"
+        )
+
+
 def _read_sitk(path) -> sitk.Image:
     """Read any supported path into a SimpleITK image or raise InputError."""
     path = Path(path)
     name = _display_name(path)
-    if not path.exists():
-        raise InputError(f"{name}: file not found ({path})")
-    if path.is_dir():
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{name}: file not found ({path})") from None
+    except OSError as e:
+        raise InputError(f"{name}: cannot be read ({e.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
         return _read_dicom_folder(path)
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the reader forever
+        raise InputError(f"{name}: not a regular file (a pipe or device cannot be read as an image)")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{name}: cannot be read (Permission denied)")
     stem, ext = split_extension(path)
     ext = ext.lower()
     if ext not in IMAGE_EXTENSIONS:
@@ -296,6 +414,7 @@ def _read_sitk(path) -> sitk.Image:
             f"{name}: unsupported file type '{ext or '(none)'}' (supported: "
             f"{', '.join(IMAGE_EXTENSIONS)} or a DICOM folder)"
         )
+    _check_claimed_size(path, ext, info.st_size, name)
     try:
         if ext == ".nii.gz" and path.with_name(stem + ".nii").exists():
             return _read_nifti_isolated(path)
@@ -335,6 +454,15 @@ def _to_channels_first(image: sitk.Image, name: str) -> tuple[np.ndarray, Geomet
     return array, Geometry.from_sitk(image)
 
 
+def _verified_voxels(path, array: np.ndarray, geometry: Geometry, name: str) -> np.ndarray:
+    """What was really in the file: NIfTI voxels as nibabel reads them (see
+    :func:`_nifti_voxels`), and a geometry that can place them."""
+    check_geometry(geometry, name)
+    if not Path(path).is_dir() and split_extension(path)[1].lower() in (".nii", ".nii.gz"):
+        return _nifti_voxels(Path(path), array, geometry, name)
+    return array
+
+
 def _drop_alpha(array: np.ndarray, path) -> np.ndarray:
     """Drop the alpha channel of 2-channel (gray+alpha) and RGBA 2D files."""
     is_2d_file = split_extension(path)[1].lower() in _2D_EXTENSIONS
@@ -352,6 +480,7 @@ def read_image(path) -> MedicalImage:
     name = _display_name(path)
     image = _read_sitk(path)
     array, geometry = _to_channels_first(image, name)
+    array = _verified_voxels(path, array, geometry, name)
     array = _drop_alpha(array, path)
     return MedicalImage(
         np.ascontiguousarray(array, dtype=np.float32),
@@ -395,6 +524,7 @@ def read_label(path) -> tuple[np.ndarray, Geometry]:
     name = _display_name(path)
     image = _read_sitk(path)
     array, geometry = _to_channels_first(image, name)
+    array = _verified_voxels(path, array, geometry, name)
     labels = _single_channel_label(array, name)
     return np.ascontiguousarray(_integral_labels(labels, name)), geometry
 
@@ -432,16 +562,55 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+@contextlib.contextmanager
+def _c_stderr_silenced():
+    """Discard what C libraries print to stderr meanwhile (the NIfTI library
+    prints "** ERROR: NWAD" lines on a full disk): the user gets our one line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _write_sitk(image: sitk.Image, path: str, compress: bool) -> None:
     """Write with SimpleITK (separate so tests can simulate failures)."""
-    sitk.WriteImage(image, path, compress)
+    with _c_stderr_silenced():
+        sitk.WriteImage(image, path, compress)
+
+
+def _reads_back_as(image: sitk.Image):
+    """A check that the written file holds ``image`` exactly: ITK reports no
+    error when the disk fills, it leaves a short file."""
+
+    def verify(tmp: str) -> None:
+        try:
+            with _c_stderr_silenced():
+                back = sitk.ReadImage(tmp)
+        except RuntimeError:
+            raise OSError(errno.ENOSPC, "the written file does not read back (is the disk full?)") from None
+        same = back.GetSize() == image.GetSize() and np.array_equal(
+            sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image), equal_nan=True
+        )
+        if not same:
+            raise OSError(errno.ENOSPC, "the written file is incomplete (is the disk full?)")
+
+    return verify
 
 
 def _atomic_write(image: sitk.Image, path: Path, ext: str) -> None:
-    """Write through a temp file beside ``path`` (see :mod:`ldseg.io.atomic`);
-    ITK's errors become one-line OutputErrors."""
+    """Write through a temp file beside ``path`` (see :mod:`ldseg.io.atomic`),
+    checked by reading it back; ITK's errors become one-line OutputErrors."""
     try:
-        with atomic_path(path, suffix=ext) as tmp:
+        with atomic_path(path, suffix=ext, verify=_reads_back_as(image)) as tmp:
             _write_sitk(image, tmp, ext in _COMPRESSED_EXTENSIONS)
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()

@@ -5,6 +5,11 @@ We read and write the safetensors layout ourselves (8-byte header length,
 JSON header, raw little-endian tensor bytes): loading parses JSON and copies
 bytes, so a model file can never execute code (unlike a pickle), and the
 engine needs no extra dependency for it.
+
+The header is read and checked first (:mod:`.modelheader`: bounded,
+typed, tensors inside the file and not overlapping), so no tensor is
+allocated for bytes the file does not have; weights must be finite. torch
+is imported only where tensors are made.
 """
 
 from __future__ import annotations
@@ -12,32 +17,47 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..config import ModelConfig
 from ..errors import ModelFileError
 from .atomic import atomic_path
-from .modelheader import MAGIC, config_from_metadata, read_header
+from .modelheader import (
+    MAGIC,
+    NUMPY_DTYPES,
+    config_from_metadata,
+    open_model_file,
+    parse_header,
+    read_header,
+)
 
-_DTYPES = {
-    "F64": (torch.float64, np.float64),
-    "F32": (torch.float32, np.float32),
-    "F16": (torch.float16, np.float16),
-    "I64": (torch.int64, np.int64),
-    "I32": (torch.int32, np.int32),
-    "I16": (torch.int16, np.int16),
-    "I8": (torch.int8, np.int8),
-    "U8": (torch.uint8, np.uint8),
-    "BOOL": (torch.bool, np.bool_),
-}
-_CODES = {torch_dtype: code for code, (torch_dtype, _) in _DTYPES.items()}
+if TYPE_CHECKING:
+    import torch
+
+
+def _torch_codes() -> dict:
+    import torch
+
+    return {
+        torch.float64: "F64",
+        torch.float32: "F32",
+        torch.float16: "F16",
+        torch.int64: "I64",
+        torch.int32: "I32",
+        torch.int16: "I16",
+        torch.int8: "I8",
+        torch.uint8: "U8",
+        torch.bool: "BOOL",
+    }
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write tensors atomically (temp file in the same folder, then rename)."""
+    import torch
+
+    codes = _torch_codes()
     path = Path(path)
     header: dict[str, Any] = {"__metadata__": metadata}
     blobs, offset = [], 0
@@ -45,42 +65,53 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
         t = tensor.detach().cpu().contiguous()
         if t.dtype == torch.bfloat16:
             t = t.float()
-        if t.dtype not in _CODES:
+        if t.dtype not in codes:
             raise ValueError(f"cannot store tensor {name} of dtype {t.dtype}")
         data = t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": _CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {"dtype": codes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * ((8 - len(raw) % 8) % 8)  # align the data section
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, expected_size=8 + len(raw) + offset) as tmp, open(tmp, "wb") as f:
         for chunk in (struct.pack("<Q", len(raw)), raw, *blobs):
             f.write(chunk)
 
 
+# -- reading ---------------------------------------------------------------------
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """Metadata of a safetensors file, reading its header only."""
+    return read_header(Path(path)).metadata
+
+
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read tensors and metadata; any malformation is a ModelFileError."""
+    """Read tensors and metadata; any malformation is a ModelFileError. The
+    header is checked first (:mod:`.modelheader`), so no tensor is allocated
+    for bytes the file does not have."""
+    import torch
+
     path = Path(path)
     name = path.name
-    parsed = read_header(path)
-    header, metadata = parsed.tensors, parsed.metadata
-    data = path.read_bytes()
-    n = parsed.data_start - 8
-    body = memoryview(data)[8 + n :]
-    tensors = {}
-    for key, spec in header.items():
+    f, size = open_model_file(path)
+    with f:
+        header = parse_header(f, size, name)
+        tensors = {}
         try:
-            torch_dtype, np_dtype = _DTYPES[spec["dtype"]]
-            begin, end = (int(v) for v in spec["data_offsets"])
-            shape = [int(s) for s in spec["shape"]]
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{name}: corrupt model file (bad entry for {key!r})") from None
-        count = int(np.prod(shape)) if shape else 1
-        if not 0 <= begin <= end <= len(body) or end - begin != count * np.dtype(np_dtype).itemsize:
-            raise ModelFileError(f"{name}: corrupt or truncated model file (tensor {key!r})")
-        arr = np.frombuffer(body[begin:end], dtype=np.dtype(np_dtype).newbyteorder("<")).reshape(shape)
-        tensors[key] = torch.from_numpy(arr.astype(np_dtype, copy=True))
-    return tensors, metadata
+            for entry in header.entries:
+                array = np.empty(entry.shape, dtype=NUMPY_DTYPES[entry.dtype])
+                f.seek(header.data_start + entry.begin)
+                wanted = entry.end - entry.begin
+                if wanted and f.readinto(memoryview(array.reshape(-1).view(np.uint8))) != wanted:
+                    raise ModelFileError(f"{name}: corrupt or truncated model file (tensor {entry.name!r})")
+                tensor = torch.from_numpy(array.astype(array.dtype.newbyteorder("="), copy=False))
+                tensors[entry.name] = tensor.view(torch.bfloat16) if entry.dtype == "BF16" else tensor
+        except MemoryError:
+            raise ModelFileError(f"{name}: not enough memory to load the model file ({size / 1e9:.1f} GB)") from None
+        except OSError as e:
+            raise ModelFileError(f"{name}: cannot read the model file ({e.strerror})") from None
+    return tensors, header.metadata
 
 
 def save_model(path: Path, config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
@@ -90,5 +121,14 @@ def save_model(path: Path, config: ModelConfig, state: dict[str, torch.Tensor]) 
 
 
 def load_model_file(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    tensors, metadata = read_safetensors(Path(path))
-    return config_from_metadata(Path(path), metadata), tensors
+    """Config and weights; weights holding NaN or infinity are refused (they
+    would give an all-background segmentation and an all-NaN SD)."""
+    import torch
+
+    path = Path(path)
+    tensors, metadata = read_safetensors(path)
+    config = config_from_metadata(path, metadata)
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{path.name}: corrupt model file (weights {key!r} hold NaN or infinite values)")
+    return config, tensors

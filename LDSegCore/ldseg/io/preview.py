@@ -15,6 +15,8 @@ __all__ = ["save_preview_png", "pick_slice"]
 OVERLAY_ALPHA = 0.4
 PANEL_INCHES = 4.0
 DPI = 100
+#: Most pixels a side of the slice that is drawn (see _shown_slice).
+MAX_SHOWN = 1024
 # Used for classes beyond the given colour list.
 _FALLBACK_COLORS = [
     (230, 25, 75),
@@ -37,8 +39,9 @@ def pick_slice(labels):
 
 
 def _check_inputs(image, labels, sd):
-    """Return (image with channel axis, labels, sd) as arrays, checked."""
-    image = np.asarray(image, dtype=np.float64)
+    """Return (image with channel axis, labels, sd) as arrays, checked (not
+    converted: only the slice that is drawn is, see :func:`_shown_slice`)."""
+    image = np.asarray(image)
     labels = np.asarray(labels)
     if labels.ndim not in (2, 3):
         raise InputError(f"preview needs 2D or 3D labels, got shape {labels.shape}")
@@ -47,9 +50,24 @@ def _check_inputs(image, labels, sd):
     if image.shape[1:] != labels.shape:
         raise InputError(f"preview image shape {image.shape} does not match labels shape {labels.shape}")
     if sd is not None:
-        sd = np.asarray(sd, dtype=np.float64)
+        sd = np.asarray(sd)
         if sd.shape != labels.shape:
             raise InputError(f"preview SD shape {sd.shape} does not match labels shape {labels.shape}")
+    return image, labels, sd
+
+
+def _shown_slice(image, labels, sd):
+    """The axial slice drawn (3D: the one with the most foreground), thinned
+    to at most MAX_SHOWN pixels a side: the panels are ~400 pixels wide, and
+    drawing a 4000 x 4000 slice in full would cost gigabytes."""
+    if labels.ndim == 3:
+        index = pick_slice(labels)
+        image, labels = image[:, index], labels[index]
+        sd = None if sd is None else sd[index]
+    step = max(1, -(-max(labels.shape) // MAX_SHOWN))
+    image = np.asarray(image[:, ::step, ::step], dtype=np.float64)
+    labels = np.ascontiguousarray(labels[::step, ::step])
+    sd = None if sd is None else np.asarray(sd[::step, ::step], dtype=np.float64)
     return image, labels, sd
 
 
@@ -117,11 +135,7 @@ def save_preview_png(image, labels, sd, colors, path, *, title=None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    image, labels, sd = _check_inputs(image, labels, sd)
-    if labels.ndim == 3:
-        index = pick_slice(labels)
-        image, labels = image[:, index], labels[index]
-        sd = None if sd is None else sd[index]
+    image, labels, sd = _shown_slice(*_check_inputs(image, labels, sd))
     shown = _display_image(image)
 
     n_panels = 2 if sd is None else 3
