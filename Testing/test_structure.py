@@ -174,14 +174,20 @@ def test_files_the_official_package_writes_read_with_ours_bf16_included(tmp_path
         assert again[name].dtype == tensor.dtype and torch.equal(again[name], tensor), name
 
 
-def test_model_header_listing_reads_no_weights(tmp_path):
-    """A model listing costs the header, not the file: a model whose weights
-    are absent (a truncated copy) still lists with its config."""
+def test_model_listing_reads_the_header_not_the_weights(tmp_path):
+    """Listing costs the header, not the file: a model whose weight bytes are
+    all NaN still lists with its config (the weights are not read), while
+    loading it refuses the weights."""
+    from ldseg.errors import ModelFileError
+    from ldseg.io.modelfile import load_model_file
     from ldseg.io.modelheader import read_config
 
     source = Path(resolve_model("glas"))
-    data = source.read_bytes()
-    n = int(np.frombuffer(data[:8], dtype="<u8")[0])
-    cut = tmp_path / "glas.safetensors"
-    cut.write_bytes(data[: 8 + n])
-    assert read_config(cut).name == read_config(source).name
+    data = bytearray(source.read_bytes())
+    n = int(np.frombuffer(bytes(data[:8]), dtype="<u8")[0])
+    data[8 + n :] = b"\xff" * (len(data) - 8 - n)  # every float a NaN
+    spoiled = tmp_path / "glas.safetensors"
+    spoiled.write_bytes(bytes(data))
+    assert read_config(spoiled).name == read_config(source).name
+    with pytest.raises(ModelFileError):
+        load_model_file(spoiled)

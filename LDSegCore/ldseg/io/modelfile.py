@@ -44,6 +44,7 @@ def _torch_codes() -> dict:
         torch.float64: "F64",
         torch.float32: "F32",
         torch.float16: "F16",
+        torch.bfloat16: "BF16",
         torch.int64: "I64",
         torch.int32: "I32",
         torch.int16: "I16",
@@ -63,11 +64,11 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     blobs, offset = [], 0
     for name, tensor in tensors.items():
         t = tensor.detach().cpu().contiguous()
-        if t.dtype == torch.bfloat16:
-            t = t.float()
         if t.dtype not in codes:
             raise ValueError(f"cannot store tensor {name} of dtype {t.dtype}")
-        data = t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes()
+        # numpy has no bfloat16: its 16 bits are stored as they are
+        array = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
         header[name] = {"dtype": codes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
