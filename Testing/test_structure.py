@@ -191,3 +191,17 @@ def test_model_listing_reads_the_header_not_the_weights(tmp_path):
     assert read_config(spoiled).name == read_config(source).name
     with pytest.raises(ModelFileError):
         load_model_file(spoiled)
+
+
+@pytest.mark.parametrize("fraction", ["1", "-1"])
+def test_a_validation_fraction_outside_0_to_1_is_refused_before_any_work(fraction, tmp_path, shared_data):
+    out = tmp_path / "m.safetensors"
+    done = subprocess.run(
+        [sys.executable, "-m", "ldseg", "train", str(shared_data / "glas" / "train"), "-o", str(out)]
+        + ["--val-fraction", fraction],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "--val-fraction" in done.stderr and done.stderr.strip().count("\n") == 0
+    assert list(tmp_path.iterdir()) == []
