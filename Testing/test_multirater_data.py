@@ -300,7 +300,7 @@ def test_a_deterministic_model_is_measured_by_copies_of_its_one_output(shared_da
     from ldseg.evaluation.distribution import generalized_energy_distance, hungarian_matched_iou
     from ldseg.inference.segmenter import Segmenter
     from ldseg.io.modelfile import save_model
-    from ldseg.nn import build_network
+    from ldseg.architectures import build_network
     from ldseg.training.presets import network_preset
 
     torch.manual_seed(0)

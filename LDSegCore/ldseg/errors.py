@@ -24,3 +24,19 @@ class OutputError(LDSegError):
 
 class CancelledError(LDSegError):
     """The user cancelled the run."""
+
+
+# -- the pieces of one-line messages -------------------------------------------------
+
+
+def display_name(path) -> str:
+    """Base name of a file or folder (either separator) for messages."""
+    text = str(path).rstrip("/\\")
+    return text.replace("\\", "/").rsplit("/", 1)[-1] or text
+
+
+def short_list(items, limit: int = 5) -> str:
+    """'a, b, c and 4 more': keeps a message on one short line."""
+    items = [str(i) for i in items]
+    extra = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {extra} more" if extra > 0 else "")

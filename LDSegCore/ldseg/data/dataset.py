@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import InputError
+from ..errors import InputError, short_list
 from ..io.images import (
     Geometry,
     is_image_path,
@@ -56,7 +56,6 @@ __all__ = [
 ]
 
 #: How many names an error message lists before summarizing.
-_MAX_NAMES = 5
 
 #: Images and labels on one grid may differ by header rounding only.
 _GEOMETRY_TOLERANCE = 1e-3
@@ -88,14 +87,6 @@ class CasePair:
     def labels(self) -> tuple[Path, ...]:
         """Every rater's label (just ``label`` for a one-rater data set)."""
         return self.rater_labels or (self.label,)
-
-
-def _name_list(names: Sequence[str]) -> str:
-    """'a, b, c and 4 more' - keeps messages on one short line."""
-    names = sorted(names)
-    shown = ", ".join(names[:_MAX_NAMES])
-    extra = len(names) - _MAX_NAMES
-    return shown + (f" and {extra} more" if extra > 0 else "")
 
 
 def _natural_key(text: str):
@@ -175,9 +166,9 @@ def _pair_names(
     no_label = [p.name for p in images.values() if p not in paired_images]
     no_image = [p.name for p in labels.values() if p not in paired_labels]
     if no_label:
-        raise InputError(f"{where}: images without a label in {label_place}: {_name_list(no_label)}")
+        raise InputError(f"{where}: images without a label in {label_place}: {short_list(sorted(no_label))}")
     if no_image:
-        raise InputError(f"{where}: labels without an image in {image_place}: {_name_list(no_image)}")
+        raise InputError(f"{where}: labels without an image in {image_place}: {short_list(sorted(no_image))}")
     return pairs
 
 
@@ -190,7 +181,7 @@ def _rater_folders(folder: Path) -> list[Path]:
     plain = folder / "labels"
     if plain.is_dir() and raters:
         raise InputError(
-            f"{folder.name}: holds labels/ and rater folders ({_name_list([d.name for d in raters])}); "
+            f"{folder.name}: holds labels/ and rater folders ({short_list(sorted(d.name for d in raters))}); "
             "keep labels/ for one rater or rater folders for several"
         )
     return raters or ([plain] if plain.is_dir() else [])

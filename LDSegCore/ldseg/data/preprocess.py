@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Preprocessing
-from ..errors import InputError
+from ..errors import InputError, display_name, short_list
 from ..io.images import MedicalImage
 
 __all__ = [
@@ -35,12 +35,6 @@ def _channel_text(count: int) -> str:
     word = _CHANNEL_WORDS.get(count)
     plural = "channel" if count == 1 else "channels"
     return f"{count} {plural}" + (f" ({word})" if word else "")
-
-
-def _basename(source) -> str:
-    """File name for messages (sources may be full paths)."""
-    text = str(source).rstrip("/\\")
-    return text.replace("\\", "/").rsplit("/", 1)[-1] or text
 
 
 # --------------------------------------------------------------------------
@@ -132,13 +126,6 @@ def prepare_image(image: MedicalImage, pre: Preprocessing) -> torch.Tensor:
 # --------------------------------------------------------------------------
 
 
-def _value_list(values) -> str:
-    """'{3, 7}' -> '3, 7' with a cap so messages stay one short line."""
-    values = [int(v) for v in values]
-    shown = ", ".join(str(v) for v in values[:10])
-    return shown + (f", ... ({len(values)} in all)" if len(values) > 10 else "")
-
-
 def labels_to_classes(labels: np.ndarray, pre: Preprocessing, source: str) -> np.ndarray:
     """Map stored label values to class indices (int64).
 
@@ -150,9 +137,9 @@ def labels_to_classes(labels: np.ndarray, pre: Preprocessing, source: str) -> np
     unknown = np.setdiff1d(present, known)
     if unknown.size:
         raise InputError(
-            f"{_basename(source)}: label values "
-            f"{{{_value_list(unknown)}}} are "
-            f"not known to the model (known: {_value_list(known)})"
+            f"{display_name(source)}: label values "
+            f"{{{short_list(sorted(int(v) for v in unknown), 10)}}} are "
+            f"not known to the model (known: {short_list(sorted(int(v) for v in known), 10)})"
         )
     order = np.argsort(known)
     positions = np.searchsorted(known[order], labels.astype(np.int64))

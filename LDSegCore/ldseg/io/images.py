@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, display_name
 from .atomic import atomic_path
 
 __all__ = [
@@ -183,18 +183,12 @@ class MedicalImage:
     @property
     def name(self) -> str:
         """Base name of the source for messages."""
-        return _display_name(self.source) if self.source else "<array>"
+        return display_name(self.source) if self.source else "<array>"
 
 
 # --------------------------------------------------------------------------
 # Paths
 # --------------------------------------------------------------------------
-
-
-def _display_name(path) -> str:
-    """Base name of a file or folder, for one-line messages."""
-    text = os.fspath(path).rstrip("/\\")
-    return os.path.basename(text) or text
 
 
 def split_extension(path) -> tuple[str, str]:
@@ -234,7 +228,7 @@ def is_image_path(path) -> bool:
 
 def _read_dicom_folder(folder: Path) -> sitk.Image:
     """Read the largest DICOM series in ``folder``."""
-    name = _display_name(folder)
+    name = display_name(folder)
     special = [p.name for p in folder.iterdir() if not (p.is_file() or p.is_dir())]
     if special:  # GDCM would open a pipe and wait forever
         raise InputError(f"{name}: folder holds {special[0]!r}, which is not a regular file (a pipe or device)")
@@ -394,7 +388,7 @@ def _check_nifti_geometry(affine: np.ndarray, geometry: "Geometry", name: str) -
 def _read_sitk(path) -> sitk.Image:
     """Read any supported path into a SimpleITK image or raise InputError."""
     path = Path(path)
-    name = _display_name(path)
+    name = display_name(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -477,7 +471,7 @@ def read_image(path) -> MedicalImage:
     Vector pixels (RGB, multi-component) become channels; a 4D scalar file
     becomes a 3D multi-channel image. Single-slice 3D files stay 3D.
     """
-    name = _display_name(path)
+    name = display_name(path)
     image = _read_sitk(path)
     array, geometry = _to_channels_first(image, name)
     array = _verified_voxels(path, array, geometry, name)
@@ -521,7 +515,7 @@ def _integral_labels(array: np.ndarray, name: str) -> np.ndarray:
 
 def read_label(path) -> tuple[np.ndarray, Geometry]:
     """Read an integer label map (spatial only, int64) and its geometry."""
-    name = _display_name(path)
+    name = display_name(path)
     image = _read_sitk(path)
     array, geometry = _to_channels_first(image, name)
     array = _verified_voxels(path, array, geometry, name)
@@ -536,7 +530,7 @@ def read_label(path) -> tuple[np.ndarray, Geometry]:
 
 def _check_output_path(path: Path, reference_path) -> str:
     """Validate an output path and return its lower-case extension."""
-    name = _display_name(path)
+    name = display_name(path)
     ext = split_extension(path)[1].lower()
     if ext not in WRITE_EXTENSIONS:
         raise OutputError(f"{name}: cannot write '{ext or '(none)'}' files (use one of {', '.join(WRITE_EXTENSIONS)})")
@@ -615,7 +609,7 @@ def _atomic_write(image: sitk.Image, path: Path, ext: str) -> None:
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()
         reason = detail[-1].strip() if detail else type(exc).__name__
-        raise OutputError(f"{_display_name(path)}: could not be written ({reason[:200]})") from None
+        raise OutputError(f"{display_name(path)}: could not be written ({reason[:200]})") from None
 
 
 def _writable_array(array: np.ndarray) -> np.ndarray:
@@ -663,7 +657,7 @@ def write_image(array: np.ndarray, geometry: Geometry, path, *, reference_path=N
     ext = _check_output_path(path, reference_path)
     array = _writable_array(np.asarray(array))
     if ext == ".png":
-        array = _png_array(array, _display_name(path), geometry.dims)
+        array = _png_array(array, display_name(path), geometry.dims)
     _atomic_write(_to_sitk(array, geometry), path, ext)
 
 
@@ -753,7 +747,7 @@ def write_segmentation_nrrd(labels: np.ndarray, geometry: Geometry, path, segmen
     """
     _validate_segments(segments)
     path = Path(path)
-    name = _display_name(path)
+    name = display_name(path)
     if not name.lower().endswith(".nrrd"):
         raise OutputError(f"{name}: segmentation files must end in .seg.nrrd")
     ext = _check_output_path(path, None)
