@@ -29,8 +29,15 @@ def _ldseg(*args, timeout=300):
 
 
 def _max_rss_mb(script: str) -> float:
-    """Peak memory of a Python process running ``script`` (which must succeed)."""
-    code = script + "\nimport resource; print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    """Peak memory of a Python process running ``script`` (which must succeed).
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries the forking parent's peak
+    (pytest's, over 1 GB late in the suite) into ru_maxrss across exec."""
+    code = script + (
+        "\nfrom pathlib import Path\n"
+        "hwm = [line for line in Path('/proc/self/status').read_text().splitlines() if line.startswith('VmHWM')]\n"
+        "print('RSS', int(hwm[0].split()[1]) / 1024)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return float(proc.stdout.split("RSS")[-1])

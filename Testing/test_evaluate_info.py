@@ -44,7 +44,7 @@ def test_evaluate_writes_per_case_table_and_summary(shared_data, tmp_path, capsy
     assert {"dice_anterior", "dice_posterior", "iou_anterior", "hd95_posterior", "dice_mean"} <= set(rows[0])
     # the table's Dice is the Dice of what `segment` gives for that case
     seg = Segmenter(model, device="cpu")
-    result = seg.segment(shared_data / "hippocampus" / "images" / f"{cases[0]}.nii.gz", samples=1)
+    result = seg.segment(shared_data / "hippocampus" / "images" / f"{cases[0]}.nii.gz")  # the same defaults (N = 10)
     ref, _ = read_label(shared_data / "hippocampus" / "labels" / f"{cases[0]}.nii.gz")
     expected = dice_per_class(result.classes, ref, 3)
     assert float(rows[0]["dice_anterior"]) == pytest.approx(expected[1])

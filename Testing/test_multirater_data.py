@@ -296,11 +296,11 @@ def test_train_refuses_a_bad_group_pattern_in_one_line(shared_data, tmp_path, ca
 
 
 def test_a_deterministic_model_is_measured_by_copies_of_its_one_output(shared_data, tmp_path):
+    from ldseg.architectures import build_network
     from ldseg.config import ModelConfig
     from ldseg.evaluation.distribution import generalized_energy_distance, hungarian_matched_iou
     from ldseg.inference.segmenter import Segmenter
     from ldseg.io.modelfile import save_model
-    from ldseg.architectures import build_network
     from ldseg.training.presets import network_preset
 
     torch.manual_seed(0)

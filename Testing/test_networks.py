@@ -38,7 +38,7 @@ def test_shapes_2d_3d_multiclass(dims, channels, grid, classes):
     t = torch.tensor([1, 1000])
     eps = model.denoise(torch.randn(latent), z_i, t)
     assert eps.shape == latent
-    assert model.decode(z0).shape == (b, classes, *grid)
+    assert model.decode(z0, image).shape == (b, classes, *grid)
     logits, eps_hat, z0b, z_t, x0, coarse = model(image, labels, torch.randn(latent), t, NoiseSchedule())
     assert logits.shape == coarse.shape == (b, classes, *grid) and eps_hat.shape == latent and x0.shape == latent
 
@@ -98,6 +98,6 @@ def test_fewer_downsamplings_give_a_finer_latent():
     assert config.latent_grid == (4, 6, 2)
     model = LDSegNet(config)
     assert model.encode_label(torch.randint(0, 2, (1, 16, 24, 8))).shape == (1, 2, 4, 6, 2)
-    assert model.decode(torch.randn(1, 2, 4, 6, 2)).shape == (1, 2, 16, 24, 8)
+    assert model.decode(torch.randn(1, 2, 4, 6, 2), torch.randn(1, 1, 16, 24, 8)).shape == (1, 2, 16, 24, 8)
     with pytest.raises(Exception, match="down-samplings"):
         network_preset("small", 4)

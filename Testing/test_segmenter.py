@@ -51,21 +51,26 @@ def test_sd_is_exactly_zero_for_one_sample(shared_data, tiny_3d_model):
 
 
 def _latent(segmenter, image):
+    """(image latent, prepared image): the decoder's refiner reads the image too."""
     from ldseg.data.preprocess import prepare_image
 
+    x = prepare_image(image, segmenter.config.preprocessing)[None]
     with torch.inference_mode():
-        return segmenter.model.encode_image(prepare_image(image, segmenter.config.preprocessing)[None])
+        return segmenter.model.encode_image(x), x
 
 
 def test_sd_is_nonzero_exactly_where_samples_disagree(shared_data, tiny_3d_model):
     seg = Segmenter(tiny_3d_model, device="cpu", precision="fp32")
-    z_i = _latent(seg, read_image(shared_data / "samples" / SAMPLES[1]))
+    z_i, x = _latent(seg, read_image(shared_data / "samples" / SAMPLES[1]))
     opts = SamplingOptions(samples=6, seed=3, max_batch=4)  # two batches: 4 + 2
-    mean, sd = sample_probabilities(seg.model, z_i, seg.schedule, opts)
+    mean, sd = sample_probabilities(seg.model, z_i, seg.schedule, opts, image=x)
     # each sample on its own, from its own noise
     shape = (seg.config.network.latent_channels, *z_i.shape[2:])
     each = torch.cat(
-        [decode_samples(seg.model, z_i, sample_noise(opts, i, shape)[None], seg.schedule, opts) for i in range(6)]
+        [
+            decode_samples(seg.model, z_i, sample_noise(opts, i, shape)[None], seg.schedule, opts, image=x)
+            for i in range(6)
+        ]
     )
     torch.testing.assert_close(mean, each.mean(0), atol=1e-5, rtol=0)
     torch.testing.assert_close(sd, each.std(0, unbiased=False), atol=1e-5, rtol=0)
@@ -76,12 +81,14 @@ def test_sd_is_nonzero_exactly_where_samples_disagree(shared_data, tiny_3d_model
 
 def test_mean_of_equal_samples_is_the_single_sample(shared_data, tiny_3d_model):
     seg = Segmenter(tiny_3d_model, device="cpu", precision="fp32")
-    z_i = _latent(seg, read_image(shared_data / "samples" / SAMPLES[1]))
+    z_i, x = _latent(seg, read_image(shared_data / "samples" / SAMPLES[1]))
     shape = (seg.config.network.latent_channels, *z_i.shape[2:])
     z_T = torch.randn(shape, generator=torch.Generator().manual_seed(5))
-    one, sd1 = sample_probabilities(seg.model, z_i, seg.schedule, SamplingOptions(samples=1), noise=lambda i: z_T)
+    one, sd1 = sample_probabilities(
+        seg.model, z_i, seg.schedule, SamplingOptions(samples=1), noise=lambda i: z_T, image=x
+    )
     many, sd8 = sample_probabilities(
-        seg.model, z_i, seg.schedule, SamplingOptions(samples=8, max_batch=3), noise=lambda i: z_T
+        seg.model, z_i, seg.schedule, SamplingOptions(samples=8, max_batch=3), noise=lambda i: z_T, image=x
     )
     # equal up to float32 rounding (batched convolutions sum in another order)
     torch.testing.assert_close(many, one, atol=1e-5, rtol=0)

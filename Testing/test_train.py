@@ -184,8 +184,11 @@ def test_new_task_reuses_every_layer_that_fits(tmp_path, shared_data):
     new_cfg.network = base_cfg.network
     fresh = load_matching(LDSegNet(new_cfg), state)
     # only the layers that see the number of classes start afresh
-    assert fresh and all(k.startswith(("label_encoder.encoder.body.0.", "decoder.body.")) for k in fresh)
-    assert len(fresh) < 8
+    # the class-dependent layers only: the label encoder's first, the decoder's last, the refiner's
+    # layers that read or write class probabilities
+    class_dependent = ("label_encoder.encoder.body.0.", "decoder.body.", "refiner.mix.body.0.", "refiner.mix.skip.")
+    assert fresh and all(k.startswith(class_dependent + ("refiner.out.",)) for k in fresh)
+    assert len(fresh) < 12
     proc = _ldseg(
         "train",
         shared_data / "hippocampus",

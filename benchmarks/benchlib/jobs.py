@@ -175,11 +175,11 @@ def step_breakdown(seg: Segmenter, image: np.ndarray, plan: dict, device: torch.
     z0 = denoise_samples(nets, z_i, z_T, seg.schedule, options)
 
     def decode():
-        return decode_latents(nets, z0, options)
+        return decode_latents(nets, z0, options, x)
 
     decoder_s, _ = repeat_timing(decode, device, cap_s=cap, max_repeats=repeats)
     with torch.inference_mode():
-        decoder_flops = count_flops(seg.model.decoder, lambda: seg.model.decode(z0))
+        decoder_flops = count_flops(seg.model.decoder, lambda: seg.model.decode(z0, x))
 
     rows, measured_k, measured_s = [], [], []
     for k in plan["steps"]:
