@@ -205,3 +205,10 @@ def test_a_validation_fraction_outside_0_to_1_is_refused_before_any_work(fractio
     )
     assert done.returncode == 2 and "--val-fraction" in done.stderr and done.stderr.strip().count("\n") == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_and_every_subcommands_help_work_without_torch():
+    for argv in (["--help"], ["segment", "--help"], ["train", "--help"], ["evaluate", "--help"]):
+        done = _run_without_torch(f"from ldseg.cli.main import main\nmain({argv!r})")
+        assert done.returncode == 0, done.stderr
+        assert "usage: ldseg" in done.stdout
