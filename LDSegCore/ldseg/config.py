@@ -470,7 +470,8 @@ class SegmentOptions:
     """How one image is segmented (``ldseg segment``, ``ldseg evaluate``, the API).
 
     ``steps`` and ``sampler`` None take the model's own; ``memory_budget`` is
-    in GB for one batch of decoded samples.
+    in GB for one batch of decoded samples, given to the Segmenter when it is
+    made (it sizes the sample batches of every image it segments).
     """
 
     samples: int = DEFAULT_SAMPLES
