@@ -13,5 +13,7 @@ EXTRAS=example bash scripts/install.sh
 OUTDIR=${2:-out/example}
 IMAGE=${1:-$OUTDIR/mni152_left_hippocampus.nii.gz}
 [ $# -ge 1 ] || python scripts/make_example_image.py -o "$IMAGE"
-ldseg segment "$IMAGE" -o "$OUTDIR" --samples 10
+# out/example is this script's own folder: a second run replaces its results there (and only there)
+REPLACE=$([ $# -ge 2 ] || echo --overwrite)
+ldseg segment "$IMAGE" -o "$OUTDIR" --samples 10 $REPLACE
 echo "Done: segmentation, SD map, probabilities, preview and result of $IMAGE are in $OUTDIR/"
