@@ -101,3 +101,47 @@ def test_fewer_downsamplings_give_a_finer_latent():
     assert model.decode(torch.randn(1, 2, 4, 6, 2), torch.randn(1, 1, 16, 24, 8)).shape == (1, 2, 16, 24, 8)
     with pytest.raises(Exception, match="down-samplings"):
         network_preset("small", 4)
+
+
+@pytest.mark.parametrize("label_encoder,image_encoder", [("downsample", "learned"), ("learned", "downsample")])
+def test_table_v_ablations_replace_an_encoder_by_plain_down_sampling(label_encoder, image_encoder):
+    """The paper's LDSeg(ld) / LDSeg(id): the latent is the label (image) at the
+    centre of each 2**D block, no learned weights; the rest trains as before."""
+    dims, channels, grid, classes = 2, 3, (32, 48), 3
+    config = _config(dims, channels, grid, classes, label_encoder=label_encoder, image_encoder=image_encoder)
+    config = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))  # the choice is in the model file
+    model = LDSegNet(config)
+    image, labels = torch.rand(2, channels, *grid), torch.randint(0, classes, (2, *grid))
+    f = 2**config.network.downsamplings
+    centres = (slice(None), slice(f // 2, None, f), slice(f // 2, None, f))
+    if label_encoder == "downsample":
+        z0 = model.encode_label(labels)
+        expected = labels[centres].float() - 1.0  # classes 0, 1, 2 -> -1, 0, +1
+        assert all(torch.equal(z0[:, c], expected) for c in range(config.network.latent_channels))
+        assert not list(model.label_encoder.parameters())
+    else:
+        z_i = model.encode_image(image)
+        assert z_i.shape == (2, channels, *config.latent_grid)  # the image's own channels condition the denoiser
+        flat_image = image[(slice(None), slice(None)) + centres[1:]].flatten(1)
+        flat = z_i.flatten(1)
+        torch.testing.assert_close(
+            flat,
+            (flat_image - flat_image.mean(1, keepdim=True)) / flat_image.std(1, unbiased=False, keepdim=True),
+            rtol=1e-3,
+            atol=1e-4,  # LayerNorm's eps
+        )
+        assert not list(model.image_encoder.parameters())
+    latent = (2, config.network.latent_channels, *config.latent_grid)
+    logits, *_ = model(image, labels, torch.randn(latent), torch.tensor([3, 700]), NoiseSchedule())
+    logits.logsumexp(1).mean().backward()  # every learned part still gets a gradient
+    assert all(p.grad is not None for p in model.denoiser.parameters() if p.requires_grad)
+
+
+def test_the_memory_estimate_of_decoding_counts_a_wide_refiner():
+    """Sample batches are sized from this estimate: a refiner wider than the
+    decoder's last levels must make each sample count for more."""
+    from ldseg.inference.sampling import decoder_bytes_per_sample
+
+    plain = LDSegNet(_config(2, 1, (32, 32), 2, refine_width=0))
+    wide = LDSegNet(_config(2, 1, (32, 32), 2, refine_width=4 * max(plain.config.network.decoder_widths)))
+    assert decoder_bytes_per_sample(wide) > decoder_bytes_per_sample(plain)

@@ -71,9 +71,23 @@ def test_every_option_field_has_one_flag_whose_default_is_the_configs():
         "prediction": d.prediction,
         "decoder_input": d.decoder_input,
         "refine_width": n.refine_width,
+        "label_encoder": "learned",
+        "image_encoder": "learned",
     }
     paper = build_parser().parse_args(["train", "data", "-o", "m.safetensors", "--recipe", "paper"])
-    assert recipe_settings(paper) == {"prediction": "eps", "decoder_input": "paper", "refine_width": 0}
+    assert recipe_settings(paper) == {
+        "prediction": "eps",
+        "decoder_input": "paper",
+        "refine_width": 0,
+        "label_encoder": "learned",
+        "image_encoder": "learned",
+    }
+    ablation = build_parser().parse_args(["train", "data", "-o", "m.safetensors", "--recipe", "paper-ld-id"])
+    assert recipe_settings(ablation) == {
+        **recipe_settings(paper),
+        "label_encoder": "downsample",
+        "image_encoder": "downsample",
+    }
     mixed = build_parser().parse_args(["train", "d", "-o", "m.safetensors", "--recipe", "paper", "--prediction", "v"])
     assert recipe_settings(mixed)["prediction"] == "v" and recipe_settings(mixed)["refine_width"] == 0
     sampler = next(a for a in parser._subparsers._group_actions[0].choices["segment"]._actions if a.dest == "sampler")
@@ -124,6 +138,7 @@ def test_an_older_model_file_keeps_the_settings_it_was_made_with():
     for key, value in LEGACY_VALUES["diffusion"].items():
         assert getattr(config.diffusion, key) == value
     assert config.network.refine_width == LEGACY_VALUES["network"]["refine_width"]
+    assert (config.network.label_encoder, config.network.image_encoder) == ("learned", "learned")
     assert config.architecture == "ldseg"
     # ... although today's defaults differ (the recipe of docs/experiments.md)
     assert (DiffusionConfig().prediction, NetworkConfig().refine_width) != ("eps", 0)

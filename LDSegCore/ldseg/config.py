@@ -37,6 +37,8 @@ PREDICTIONS = ("eps", "v", "x0")
 DECODER_INPUTS = ("paper", "x0")
 NORMS = ("group", "batch", "none")
 DOWNSAMPLES = ("conv", "maxpool")
+#: How a latent is made: the learned encoder, or plain nearest-neighbour down-sampling (the paper's Table V ablation)
+ENCODER_KINDS = ("learned", "downsample")
 IMAGE_LATENT_NORMS = ("layer", "batch", "none")
 INTENSITY_METHODS = ("minmax", "percentile", "zscore", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -166,6 +168,8 @@ class NetworkConfig:
     denoiser_groups: int = 4
     time_dim: int = 64
     refine_width: int = 16  # boundary refiner's width (0: none, the paper's decoder); see ldseg.nn.refiner
+    label_encoder: str = "learned"  # ENCODER_KINDS; "downsample" is the paper's LDSeg(ld) ablation
+    image_encoder: str = "learned"  # ENCODER_KINDS; "downsample" is the paper's LDSeg(id) ablation
 
     @property
     def downsamplings(self) -> int:
@@ -196,6 +200,8 @@ class NetworkConfig:
             raise ValueError("network sizes must be whole numbers")
         if self.refine_width < 0:
             raise ValueError("refine_width must be 0 (no refiner) or positive")
+        _choice("label_encoder", self.label_encoder, ENCODER_KINDS)
+        _choice("image_encoder", self.image_encoder, ENCODER_KINDS)
 
 
 @dataclass(frozen=True)
@@ -255,6 +261,16 @@ class DiffusionConfig:
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "paper": {"prediction": "eps", "decoder_input": "paper", "refine_width": 0},
+    # the paper's Table V ablations of its own design: encoders replaced by plain down-sampling
+    "paper-ld": {"prediction": "eps", "decoder_input": "paper", "refine_width": 0, "label_encoder": "downsample"},
+    "paper-id": {"prediction": "eps", "decoder_input": "paper", "refine_width": 0, "image_encoder": "downsample"},
+    "paper-ld-id": {
+        "prediction": "eps",
+        "decoder_input": "paper",
+        "refine_width": 0,
+        "label_encoder": "downsample",
+        "image_encoder": "downsample",
+    },
 }
 
 #: Values of fields that model files of an earlier format did not store: a
@@ -273,7 +289,7 @@ LEGACY_VALUES: dict[str, dict[str, Any]] = {
         "sampler": "ddim",
         "sampling_steps": 2,
     },
-    "network": {"refine_width": 0},
+    "network": {"refine_width": 0, "label_encoder": "learned", "image_encoder": "learned"},
     "model": {"architecture": "ldseg"},
 }
 

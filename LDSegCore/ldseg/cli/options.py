@@ -127,7 +127,8 @@ def add_diffusion_options(parser: argparse.ArgumentParser) -> None:
         choices=tuple(RECIPES),
         default="default",
         help="default (docs/experiments.md), or the paper's own design (eps-prediction, decoder on z_t - eps_hat, "
-        "no refiner); the flags below override single settings",
+        "no refiner), or its Table V ablations: paper-ld / paper-id / paper-ld-id replace the label / image / both "
+        "encoders by plain down-sampling; the flags below override single settings",
     )
     parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="noise schedule")
     parser.add_argument(
@@ -152,7 +153,8 @@ def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The diffusion and refiner settings of a new model: its recipe, with any
     of --prediction/--decoder-input/--refine-width given on top."""
     settings = {"prediction": DiffusionConfig().prediction, "decoder_input": DiffusionConfig().decoder_input}
-    settings["refine_width"] = NetworkConfig().refine_width
+    net = NetworkConfig()
+    settings.update(refine_width=net.refine_width, label_encoder=net.label_encoder, image_encoder=net.image_encoder)
     settings.update(RECIPES[args.recipe])
     for name in ("prediction", "decoder_input", "refine_width"):
         if getattr(args, name) is not None:

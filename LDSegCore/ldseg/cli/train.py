@@ -49,7 +49,11 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
             architecture=architecture or "ldseg",
             downsamplings=args.downsamplings,
         )
-        config.network.refine_width = recipe["refine_width"] if config.architecture == "ldseg" else 0
+        if config.architecture == "ldseg":
+            for key in ("refine_width", "label_encoder", "image_encoder"):
+                setattr(config.network, key, recipe[key])
+        else:
+            config.network.refine_width = 0
         config.validate()
         config.title, config.description = args.title or name, args.description
         return config, None

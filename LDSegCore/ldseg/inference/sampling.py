@@ -44,7 +44,10 @@ def decoder_bytes_per_sample(model: LDSegNet) -> int:
     voxels = 1
     for g in model.config.preprocessing.grid:
         voxels *= g
-    width = max(model.config.network.decoder_widths[-2:])
+    net = model.config.network
+    width = max(net.decoder_widths[-2:])
+    if net.refine_width:  # the refiner's full-grid features beside the coarse logits (its mix block's input)
+        width = max(width, net.refine_width + model.config.num_classes)
     return int(voxels * width * 4 * 6)
 
 

@@ -8,6 +8,8 @@ reads the prediction (:mod:`ldseg.diffusion.schedule`).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +18,7 @@ from ..config import ModelConfig
 from ..diffusion.schedule import NoiseSchedule, standardize
 from .decoder import LabelDecoder
 from .denoiser import Denoiser
+from .downsamplers import ImageDownsampler, LabelDownsampler
 from .encoders import ImageEncoder, LabelEncoder
 from .refiner import BoundaryRefiner
 
@@ -26,9 +29,17 @@ class LDSegNet(nn.Module):
         config.validate()
         self.config = config
         dims, net = config.dims, config.network
-        self.label_encoder = LabelEncoder(dims, config.num_classes, net)
-        self.image_encoder = ImageEncoder(dims, config.preprocessing.channels, net)
-        self.denoiser = Denoiser(dims, net)
+        channels = config.preprocessing.channels
+        if net.label_encoder == "downsample":
+            self.label_encoder = LabelDownsampler(config.num_classes, net.latent_channels, net.downsamplings)
+        else:
+            self.label_encoder = LabelEncoder(dims, config.num_classes, net)
+        if net.image_encoder == "downsample":  # the denoiser is then conditioned on the image's own channels
+            self.image_encoder = ImageDownsampler(net.downsamplings)
+            self.denoiser = Denoiser(dims, replace(net, image_latent_channels=channels))
+        else:
+            self.image_encoder = ImageEncoder(dims, channels, net)
+            self.denoiser = Denoiser(dims, net)
         self.decoder = LabelDecoder(dims, config.num_classes, net)
         self.refiner = (
             BoundaryRefiner(dims, config.preprocessing.channels, config.num_classes, net.refine_width, net.norm)
@@ -37,7 +48,9 @@ class LDSegNet(nn.Module):
         )
 
     def encode_label(self, labels: torch.Tensor) -> torch.Tensor:
-        """Class-index map (B, *grid) -> standardized label latent z_0."""
+        """Class-index map (B, *grid) -> label latent z_0 (standardized by the learned encoder)."""
+        if isinstance(self.label_encoder, LabelDownsampler):
+            return self.label_encoder(labels)
         onehot = F.one_hot(labels, self.config.num_classes).movedim(-1, 1).float()
         return self.label_encoder(onehot)
 
