@@ -138,6 +138,12 @@ def test_the_panel_logic_shows_one_result_at_a_time(scene, withSamples, samples_
         assert composite.GetForegroundVolumeID() == plain.uncertaintyVolumeNode.GetID() != frequency.GetID()
     with pytest.raises(ValueError, match="has no individual samples"):
         sampleLogic.showSample(plain.segmentationNode, 1)
+    # the user deleted the samples (Data module): the result counts as one without samples, no error
+    scene.RemoveNode(imported.sampleBrowserNode.GetMasterSequenceNode())
+    assert moduleLogic.sampleCount(imported.segmentationNode) == 0
+    assert "No individual samples" in moduleLogic.updateSamplesView(
+        imported.segmentationNode, True, 1, False, None, 0.6
+    )
 
 
 def test_a_samples_file_that_does_not_match_is_refused_before_the_scene_changes(scene, samples_dir, tmp_path):

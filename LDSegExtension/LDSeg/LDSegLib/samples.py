@@ -31,9 +31,12 @@ def _sequence(browser):
 
 
 def sampleCount(segmentationNode):
+    """How many samples the result has (0 when its sequence was deleted or no proxy shows them)."""
     browser = sampleBrowser(segmentationNode)
     sequence = _sequence(browser) if browser is not None else None
-    return sequence.GetNumberOfDataNodes() if sequence is not None else 0
+    if sequence is None or browser.GetProxyNode(sequence) is None:
+        return 0
+    return sequence.GetNumberOfDataNodes()
 
 
 def sampleProxy(segmentationNode):
