@@ -488,6 +488,8 @@ class SegmentOptions:
     ``steps`` and ``sampler`` None take the model's own; ``memory_budget`` is
     in GB for one batch of decoded samples, given to the Segmenter when it is
     made (it sizes the sample batches of every image it segments).
+    ``save_samples``: also keep every sample's label map and write it into the
+    result set (off by default: N full-resolution maps cost memory and disk).
     """
 
     samples: int = DEFAULT_SAMPLES
@@ -496,6 +498,7 @@ class SegmentOptions:
     eta: float = 0.0
     seed: int | None = 0  # None: a fresh random seed
     memory_budget: float = DEFAULT_MEMORY_BUDGET_GB
+    save_samples: bool = False
 
     def __post_init__(self):
         self.validate()  # an options object is valid, or it does not exist
@@ -510,6 +513,8 @@ class SegmentOptions:
         if self.seed is not None and not (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED):
             raise ValueError(f"seed must be an integer between 0 and {MAX_SEED}")
         _finite("memory_budget", self.memory_budget, low=0.0, low_open=True)
+        if not isinstance(self.save_samples, bool):
+            raise ValueError(f"save_samples must be true or false, not {self.save_samples!r}")
 
 
 # -- helpers ---------------------------------------------------------------------

@@ -35,7 +35,9 @@ Segment a volume with a latent diffusion model (LDSeg) and see where the model i
 The engine runs in a separate process; the button turns into <i>Cancel</i>. The device actually used is shown.</li>
 <li><b>Results &amp; Review</b>: one segment per class with its standard terminology, the per-voxel standard
 deviation (SD) over the samples as an Inferno overlay, a per-segment table, <i>next/previous uncertain region</i>,
-an editable <i>uncertain</i> segment for Segment Editor, and <i>Add ... to the fine-tuning cases</i> once corrected.</li>
+an editable <i>uncertain</i> segment for Segment Editor, and <i>Add ... to the fine-tuning cases</i> once corrected.
+With <i>Keep individual samples</i> checked before Segment, step through the samples (outlines of the alternative
+segmentations the model considers plausible) or show how often each voxel is voted a class.</li>
 <li><b>Fine-tune</b>: train the selected model on your corrected cases (and others); the new model is selected
 and your last corrected case is segmented again, showing how much the result changed.</li>
 </ul>

@@ -188,6 +188,23 @@ def fillDemo(
             table.setItem(r, c, QTableWidgetItem(text))
     table.resizeColumnsToContents()
     panel.findChild(QWidget, "regionLabel").setText(regionText)
+    # a run with "Keep individual samples": the samples controls enabled, sample 2 of the 10 shown
+    panel.findChild(QWidget, "keepSamplesCheckBox").setChecked(True)
+    for name in (
+        "showSampleCheckBox",
+        "sampleSlider",
+        "sampleSpinBox",
+        "showFrequencyCheckBox",
+        "frequencyClassComboBox",
+    ):
+        panel.findChild(QWidget, name).setEnabled(True)
+    for name in ("sampleSlider", "sampleSpinBox"):
+        panel.findChild(QWidget, name).setMaximum(10)
+    panel.findChild(QWidget, "sampleSpinBox").setSuffix(" of 10")
+    panel.findChild(QWidget, "sampleSpinBox").setValue(2)
+    panel.findChild(QWidget, "showSampleCheckBox").setChecked(True)
+    find(QComboBox, "frequencyClassComboBox").addItems([r[0] for r in reviewRows])
+    panel.findChild(QWidget, "samplesLabel").setText("Showing sample 2 of 10 as outlines.")
     panel.findChild(QWidget, "trainingFolderEdit").setText("~/data/my-labeled-cases")
     panel.findChild(QWidget, "fineTuneButton").setEnabled(True)
 

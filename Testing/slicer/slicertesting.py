@@ -58,8 +58,11 @@ PROSTATE_CLASSES = [
 ]
 
 
-def writeEngineOutputs(outDir, inputPath, labels, sd, probabilities=None, classes=PROSTATE_CLASSES, stem="input"):
+def writeEngineOutputs(
+    outDir, inputPath, labels, sd, probabilities=None, classes=PROSTATE_CLASSES, stem="input", samples=None
+):
     """Files in the engine's output format (as `ldseg segment` writes them), on the input's geometry.
+    ``samples``: (N, k, j, i) label maps, written as the engine's samples file (one component each).
 
     Written with SimpleITK (LPS) independently of the module's MRML I/O (RAS).
     """
@@ -80,12 +83,17 @@ def writeEngineOutputs(outDir, inputPath, labels, sd, probabilities=None, classe
         image.CopyInformation(reference)
         files["probabilities"] = str(outDir / f"{stem}_probabilities.nrrd")
         sitk.WriteImage(image, files["probabilities"])
+    if samples is not None:
+        image = sitk.GetImageFromArray(np.moveaxis(np.asarray(samples), 0, -1), isVector=True)
+        image.CopyInformation(reference)
+        files["samples"] = str(outDir / f"{stem}_samples.nrrd")
+        sitk.WriteImage(image, files["samples"])
     files["preview"] = str(outDir / f"{stem}_preview.png")
     result = {
         "input": str(inputPath),
         "model": "test-model.safetensors",
         "device": "cpu",
-        "samples": 8,
+        "samples": 8 if samples is None else len(samples),
         "steps": 2,
         "sampler": "ddim",
         "seconds": 0.5,

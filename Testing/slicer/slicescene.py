@@ -1,7 +1,8 @@
 """A scene set up the way the Slicer application does it, on slicer-core (no Slicer needed).
 
 Application logic + color logic ("Colors": Slicer's built-in color tables), the volumes and
-segmentations logics given the scene (the latter registers the segmentation converters), and
+segmentations logics given the scene (the latter registers the segmentation converters), the
+sequences logic (it fills a sequence browser's proxy nodes when the browser steps), and
 the three slice views Red / Yellow / Green with their slice logics and composite nodes.
 """
 
@@ -23,6 +24,9 @@ def makeScene():
     volumes.SetMRMLScene(scene)
     segmentations = slicer.vtkSlicerSegmentationsModuleLogic()
     segmentations.SetMRMLScene(scene)
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(scene)
+    app.SetModuleLogic("Sequences", sequences)
     sliceLogics = {}
     for name, orientation in ORIENTATIONS.items():
         logic = slicer.vtkMRMLSliceLogic()
@@ -36,6 +40,7 @@ def makeScene():
         "colors": colors,
         "volumes": volumes,
         "segmentations": segmentations,
+        "sequences": sequences,
         "sliceLogics": sliceLogics,
     }  # alive as long as the scene
     return scene

@@ -70,6 +70,13 @@ def test_ui_loads_offscreen_with_every_named_widget(loaded):
         "nextRegionButton": "QPushButton",
         "previousRegionButton": "QPushButton",
         "fineTuneButton": "QPushButton",
+        "keepSamplesCheckBox": "QCheckBox",
+        "showSampleCheckBox": "QCheckBox",
+        "sampleSlider": "QSlider",
+        "sampleSpinBox": "QSpinBox",
+        "showFrequencyCheckBox": "QCheckBox",
+        "frequencyClassComboBox": "QComboBox",
+        "samplesLabel": "QLabel",
     }
     assert {n: widgets[n].get("class") for n in expected} == expected
     sections = [
@@ -78,6 +85,31 @@ def test_ui_loads_offscreen_with_every_named_widget(loaded):
         if w.get("class") == "ctkCollapsibleButton"
     ]
     assert sections == ["Segment", "Results && Review", "Fine-tune", "Settings"]  # && shows as &
+
+
+def test_samples_controls_start_disabled_and_slider_and_spin_box_move_together(loaded):
+    from PySide6.QtWidgets import QCheckBox, QComboBox, QSlider, QSpinBox
+
+    slider, spinBox = loaded.findChild(QSlider, "sampleSlider"), loaded.findChild(QSpinBox, "sampleSpinBox")
+    showSample, showFrequency = (
+        loaded.findChild(QCheckBox, n) for n in ("showSampleCheckBox", "showFrequencyCheckBox")
+    )
+    classes = loaded.findChild(QComboBox, "frequencyClassComboBox")
+    # until a result with samples is selected (the widget enables them then)
+    assert not any(w.isEnabled() for w in (slider, spinBox, showSample, showFrequency, classes))
+    bindings = {w.get("name"): w.findtext("property[@name='SlicerParameterName']/string") for w in uiWidgets().values()}
+    assert bindings["keepSamplesCheckBox"] == "saveSamples" and bindings["sampleSpinBox"] == "sampleNumber"
+    assert bindings["showSampleCheckBox"] == "showSample" and bindings["showFrequencyCheckBox"] == "showFrequency"
+    slider.setMaximum(10)
+    spinBox.setMaximum(10)
+    spinBox.setSuffix(" of 10")
+    slider.setValue(4)
+    assert spinBox.value() == 4 and spinBox.text() == "Sample 4 of 10"
+    spinBox.setValue(7)
+    assert slider.value() == 7
+    spinBox.setValue(1)
+    for w in (slider, spinBox):
+        w.setMaximum(1)
 
 
 def test_parameter_bindings_match_the_parameter_node():

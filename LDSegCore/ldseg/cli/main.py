@@ -61,7 +61,9 @@ def cmd_segment(args, progress: Progress) -> int:
     check_output_folder(output)
     for note in clean_stale_staging(output):
         progress.info(note)
-    result_set = plan_result_set(output, split_extension(image_path)[0], fmt, probabilities=args.probabilities)
+    result_set = plan_result_set(
+        output, split_extension(image_path)[0], fmt, probabilities=args.probabilities, samples=request.save_samples
+    )
     check_result_set(result_set, overwrite=args.overwrite, protected=[image_path])
     image = read_image(image_path)  # bad input fails before anything is written
     budget = request.memory_budget * 1e9
@@ -89,6 +91,7 @@ def cmd_segment(args, progress: Progress) -> int:
         stem=split_extension(image_path)[0],
         fmt=fmt,
         probabilities=args.probabilities,
+        samples=request.save_samples,
         overwrite=args.overwrite,
         model_path=segmenter.model_path,
         seed=request.seed,
@@ -191,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
             add_precision_option(sp)
 
-    s = sub.add_parser("segment", help="segment an image; writes labels, SD map, probabilities, preview")
+    s = sub.add_parser(
+        "segment", help="segment an image; writes labels, SD map, probabilities, preview (and, asked, the samples)"
+    )
     s.add_argument("image", help="image file (PNG/TIFF/JPEG, NIfTI, NRRD, MHA) or DICOM series folder")
     s.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     s.add_argument("--model", help="model name or file (default: the shipped hippocampus model)")
@@ -261,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model")
     e.add_argument("dataset")
     e.add_argument("-o", "--output", default=None, help="folder for cases.csv and summary.json")
-    add_segment_options(e)
+    add_segment_options(e, result_set=False)
     e.add_argument("--cases", nargs="+", help="only these case names")
     common(e)
     e.set_defaults(func=cmd_evaluate)

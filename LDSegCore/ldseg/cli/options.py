@@ -52,7 +52,11 @@ SEGMENT_HELP = {
     "seed": "seed of the samples' noise",
     "memory_budget": "GB for one batch of decoded samples; results are resampled to the input grid in slabs of "
     "at most min(this, 0.25 GB)",
+    "save_samples": "also write every sample's label map (<stem>_samples: one component per sample, the labels' "
+    "values and geometry)",
 }
+#: Segment options that only say what a result set holds: ``ldseg evaluate`` writes none, so has no flag for them.
+RESULT_SET_OPTIONS = ("save_samples",)
 #: Field -> flag where the flag is not the field's name.
 FLAG_NAMES = {"lam": "--lambda", "memory_budget": "--memory-budget"}
 CHOICES = {"precision": PRECISIONS, "sampler": SAMPLERS}
@@ -105,8 +109,12 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
     return _build(TrainOptions, args)
 
 
-def add_segment_options(parser: argparse.ArgumentParser) -> None:
-    _add_fields(parser, SegmentOptions, SEGMENT_HELP)
+def add_segment_options(parser: argparse.ArgumentParser, *, result_set: bool = True) -> None:
+    """The sampling flags, and with ``result_set`` those of what a result set holds
+    (without: no flag, and the parsed arguments carry the config's default)."""
+    skip = () if result_set else RESULT_SET_OPTIONS
+    _add_fields(parser, SegmentOptions, SEGMENT_HELP, skip=skip)
+    parser.set_defaults(**{name: getattr(SegmentOptions(), name) for name in skip})
 
 
 def segment_options(args: argparse.Namespace) -> SegmentOptions:

@@ -132,14 +132,15 @@ class Segmenter:
         keywords (checked here: :class:`~ldseg.config.SegmentOptions`);
         ``steps``/``sampler`` None take the model's own, and the architecture
         says what it runs (a deterministic model: one pass). ``keep_samples``
-        also returns every sample's class map on the input grid
-        (``sample_classes``; a deterministic model has one).
+        (or the request's ``save_samples``) also returns every sample's class
+        map on the input grid (``sample_classes``; a deterministic model has one).
         """
         if request is None:
             try:
                 request = SegmentOptions(samples=samples, steps=steps, sampler=sampler, eta=eta, seed=seed)
             except ValueError as e:
                 raise InputError(str(e)) from None
+        keep_samples = keep_samples or request.save_samples
         sampling = self.architecture.sampling(request.samples, request.sampler, request.steps)
         times: dict[str, float] = {}
         t0 = time.perf_counter()

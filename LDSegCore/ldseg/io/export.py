@@ -1,5 +1,5 @@
-"""Writing a segmentation result set: labels, SD map, probabilities, preview
-and the ``<stem>_result.json`` manifest, named and formatted one way for the
+"""Writing a segmentation result set: labels, SD map, probabilities, preview,
+on request every sample's label map, and the ``<stem>_result.json`` manifest, named and formatted one way for the
 command line, the Slicer module (which runs the command line) and the API.
 
 A set is published as one unit. Everything is written into a hidden staging
@@ -22,6 +22,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .. import __version__
 from ..config import OUTPUT_FORMATS
@@ -63,13 +65,16 @@ class ResultSet:
         return self.path("result")
 
 
-def plan_result_set(folder, stem: str, fmt: str = "nrrd", *, probabilities: bool = True) -> ResultSet:
+def plan_result_set(
+    folder, stem: str, fmt: str = "nrrd", *, probabilities: bool = True, samples: bool = False
+) -> ResultSet:
     """Names of the files for an input called ``stem``; refuses names no file
-    system takes (a very long input name), before any work."""
+    system takes (a very long input name), before any work. ``samples``: the
+    set includes the samples file (one component per sample)."""
     if fmt not in FORMAT_EXTENSIONS:
         raise OutputError(f"unknown output format {fmt!r} (known: {', '.join(FORMAT_EXTENSIONS)})")
     ext = FORMAT_EXTENSIONS[fmt]
-    volume_ext = ".nii.gz" if fmt == "nifti" else ".nrrd"  # SD and probabilities: never .seg.nrrd
+    volume_ext = ".nii.gz" if fmt == "nifti" else ".nrrd"  # SD, probabilities, samples: never .seg.nrrd
     names = {
         "labels": f"{stem}_labels{ext}",
         "sd": f"{stem}_sd{volume_ext}",
@@ -78,6 +83,8 @@ def plan_result_set(folder, stem: str, fmt: str = "nrrd", *, probabilities: bool
     }
     if probabilities:
         names["probabilities"] = f"{stem}_probabilities{volume_ext}"
+    if samples:
+        names["samples"] = f"{stem}_samples{volume_ext}"
     longest = max(names.values(), key=lambda n: len(n.encode("utf-8", "surrogateescape")))
     if len(longest.encode("utf-8", "surrogateescape")) > NAME_MAX:
         raise OutputError(
@@ -222,6 +229,7 @@ def write_result(
     stem: str | None = None,
     fmt: str | None = None,
     probabilities: bool = True,
+    samples: bool = False,
     overwrite: bool = False,
     model_path=None,
     seed: int | None = None,
@@ -229,11 +237,17 @@ def write_result(
 ) -> dict[str, Path]:
     """Write ``result`` (of ``image``, by a model with ``config``) as one set
     into ``output_folder``; returns kind -> published path (``result`` is the
-    manifest). ``stem`` defaults to the image's file name without extension."""
+    manifest). ``stem`` defaults to the image's file name without extension.
+    ``samples``: also write every sample's label map (the result must have
+    kept them: ``Segmenter.segment(..., keep_samples=True)``)."""
 
     source = Path(image.source) if image.source else None
     stem = stem or (split_extension(source)[0] if source else "image")
-    result_set = plan_result_set(output_folder, stem, fmt or default_format(source), probabilities=probabilities)
+    if samples and result.sample_classes is None:
+        raise OutputError("the samples were not kept: segment with keep_samples=True (or save_samples) to write them")
+    result_set = plan_result_set(
+        output_folder, stem, fmt or default_format(source), probabilities=probabilities, samples=samples
+    )
     clean_stale_staging(result_set.folder)
     check_result_set(result_set, overwrite=overwrite, protected=[source, model_path, *protected])
     try:
@@ -263,6 +277,8 @@ def _write_files(result, image, config, staging: _Staging, fmt: str) -> None:
     write_image(result.sd, result.geometry, staging.path("sd"), reference_path=reference)
     if "probabilities" in staging.set.names:
         write_image(result.probabilities, result.geometry, staging.path("probabilities"), reference_path=reference)
+    if "samples" in staging.set.names:
+        write_image(_sample_labels(result, config), result.geometry, staging.path("samples"), reference_path=reference)
     save_preview_png(
         image.array,
         result.classes,
@@ -271,6 +287,19 @@ def _write_files(result, image, config, staging: _Staging, fmt: str) -> None:
         staging.path("preview"),
         title=f"{config.title or config.name}: {image.name}",
     )
+
+
+def _sample_labels(result, config) -> np.ndarray:
+    """(N, *spatial) label values of the samples, in the labels file's type:
+    written as one vector image, component k = sample k."""
+    from ..data.preprocess import classes_to_labels
+
+    first = classes_to_labels(result.sample_classes[0], config.preprocessing)
+    out = np.empty(result.sample_classes.shape, dtype=first.dtype)
+    out[0] = first
+    for k in range(1, len(out)):  # one sample at a time: no int64 copy of all N
+        out[k] = classes_to_labels(result.sample_classes[k], config.preprocessing)
+    return out
 
 
 def _manifest(result, image, config, result_set: ResultSet, model_path, seed) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""Perceptual color tables for the uncertainty overlay, built in code.
+"""Perceptual color tables for the overlays, built in code: Inferno (the SD), Viridis (the class frequency).
 
-Slicer ships Inferno as a color file; ``slicer-core`` and stripped installs do
-not. :func:`getInfernoColorNode` returns Slicer's node when the scene has it and
-otherwise builds an equivalent 256-entry ``vtkMRMLColorTableNode``.
+Slicer ships both as color files; ``slicer-core`` and stripped installs do
+not. :func:`getInfernoColorNode` and :func:`getViridisColorNode` return
+Slicer's node when the scene has it and otherwise build an equivalent
+256-entry ``vtkMRMLColorTableNode``.
 """
 
 import slicer
@@ -44,48 +45,76 @@ INFERNO_POINTS = (
     (252, 255, 164),
 )
 
-#: Name of the color node this module creates when Slicer's Inferno is absent.
+#: Viridis at 9 evenly spaced points (0..255 RGB): the class-frequency overlay, distinct from the SD's Inferno.
+VIRIDIS_POINTS = (
+    (68, 1, 84),
+    (71, 44, 122),
+    (59, 81, 139),
+    (44, 113, 142),
+    (33, 144, 141),
+    (39, 173, 129),
+    (92, 200, 99),
+    (170, 220, 50),
+    (253, 231, 37),
+)
+
+#: Names of the color nodes this module creates when Slicer's are absent.
 LDSEG_INFERNO_NAME = "LDSeg Inferno"
+LDSEG_VIRIDIS_NAME = "LDSeg Viridis"
 
 
 def infernoTable(numberOfColors=256):
     """List of ``numberOfColors`` (r, g, b) floats in [0, 1] along the Inferno map."""
-    n = len(INFERNO_POINTS) - 1
+    return _interpolated(INFERNO_POINTS, numberOfColors)
+
+
+def _interpolated(points, numberOfColors):
+    n = len(points) - 1
     table = []
     for i in range(numberOfColors):
         x = i / (numberOfColors - 1) * n
         k = min(int(x), n - 1)
         t = x - k
-        a, b = INFERNO_POINTS[k], INFERNO_POINTS[k + 1]
+        a, b = points[k], points[k + 1]
         table.append(tuple(((1 - t) * a[c] + t * b[c]) / 255.0 for c in range(3)))
     return table
 
 
-def _findSlicerInferno(scene):
+def _findSlicerColorNode(scene, name):
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLColorNode")):
         node = scene.GetNthNodeByClass(i, "vtkMRMLColorNode")
-        if node.GetName() == "Inferno":
+        if node.GetName() == name:
             return node
     return None
 
 
-def getInfernoColorNode(scene):
-    """Slicer's Inferno color node if present, else this module's code-built one (created once)."""
-    node = _findSlicerInferno(scene)
+def _colorNode(scene, slicerName, ownName, points):
+    """Slicer's color node ``slicerName`` if present, else this module's code-built one (created once)."""
+    node = _findSlicerColorNode(scene, slicerName)
     if node is not None:
         return node
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode")):
         node = scene.GetNthNodeByClass(i, "vtkMRMLColorTableNode")
-        if node.GetName() == LDSEG_INFERNO_NAME:
+        if node.GetName() == ownName:
             return node
     node = slicer.vtkMRMLColorTableNode()
-    node.SetName(LDSEG_INFERNO_NAME)
+    node.SetName(ownName)
     node.SetTypeToUser()
     node.SetHideFromEditors(False)
-    colors = infernoTable(256)
+    colors = _interpolated(points, 256)
     node.SetNumberOfColors(len(colors))
     for i, (r, g, b) in enumerate(colors):
         node.SetColor(i, r, g, b, 1.0)
     node.SetAttribute("Category", "LDSeg")
     scene.AddNode(node)
     return node
+
+
+def getInfernoColorNode(scene):
+    """Slicer's Inferno color node if present, else this module's code-built one (created once)."""
+    return _colorNode(scene, "Inferno", LDSEG_INFERNO_NAME, INFERNO_POINTS)
+
+
+def getViridisColorNode(scene):
+    """Slicer's Viridis color node if present, else this module's code-built one (created once)."""
+    return _colorNode(scene, "Viridis", LDSEG_VIRIDIS_NAME, VIRIDIS_POINTS)

@@ -10,7 +10,7 @@ import os
 
 import slicer
 
-from . import cases, dependencies, models, runner, sceneio, segment, training
+from . import cases, dependencies, models, runner, samples, sceneio, segment, training
 
 #: How many engine results' label maps are kept in memory (to say what a correction changed).
 KEPT_RESULTS = 4
@@ -67,7 +67,7 @@ class ModuleLogic:
                 node = seg.GetNodeReference(role)
                 if node is not None:
                     out.add(node.GetID())
-        return out
+        return out | samples.resultNodes(scene)
 
     # -- segmentation
     def segmentationJob(self, volumeNode, settings, model=None, roiNode=None):
@@ -96,6 +96,43 @@ class ModuleLogic:
 
     def engineLabels(self, segmentationNode):
         return self._engineLabels.get(segmentationNode.GetID()) if segmentationNode is not None else None
+
+    # -- the samples of a result (made with "Keep individual samples")
+    def sampleCount(self, segmentationNode):
+        return samples.sampleCount(segmentationNode)
+
+    def sampleClasses(self, segmentationNode):
+        return samples.sampleClasses(segmentationNode)
+
+    def sampleBrowser(self, segmentationNode):
+        return samples.sampleBrowser(segmentationNode)
+
+    def shownSample(self, segmentationNode):
+        return samples.shownSample(segmentationNode)
+
+    def updateSamplesView(self, segmentationNode, showSample, sampleNumber, showFrequency, labelValue, opacity):
+        """Show or hide sample ``sampleNumber`` and the frequency of class ``labelValue`` as the panel asks;
+        returns a line describing what shows. Other results' samples leave the views (one result's at a time)."""
+        samples.hideOtherResults(self.scene, segmentationNode)
+        if not samples.sampleCount(segmentationNode):
+            return samples.describeSamples(segmentationNode)
+        count = samples.sampleCount(segmentationNode)
+        number = min(max(int(sampleNumber), 1), count)
+        if showSample:
+            samples.showSample(segmentationNode, number)
+        else:
+            samples.hideSample(segmentationNode)
+        if showFrequency and labelValue is not None:
+            samples.showFrequency(segmentationNode, labelValue, opacity)
+        else:
+            samples.hideFrequency(segmentationNode, opacity)
+        shown = []
+        if showSample:
+            shown.append(f"sample {number} of {count} as outlines")
+        if showFrequency and labelValue is not None:
+            name = {int(c["label_value"]): c["name"] for c in samples.sampleClasses(segmentationNode)}[int(labelValue)]
+            shown.append(f"how often each voxel is '{name}' (0 to 1 over {count} samples)")
+        return ("Showing " + " and ".join(shown) + ".") if shown else samples.describeSamples(segmentationNode)
 
     # -- the loop: corrected cases, fine-tuning, re-segmentation
     def caseVolume(self, segmentationNode):

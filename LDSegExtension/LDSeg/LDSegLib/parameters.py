@@ -41,8 +41,9 @@ class LDSegParameterNode:
     """GUI state (saved with the scene).
 
     Segment: inputVolume, roi, useRoi, model (path, set from the model list), device, steps
-    (0 = the model's own), samples, seed, probabilities.
-    Review: segmentation, uncertainty, sdOpacity, sdThreshold.
+    (0 = the model's own), samples, seed, probabilities, saveSamples (keep every sample's label map).
+    Review: segmentation, uncertainty, sdOpacity, sdThreshold; with samples: showSample, sampleNumber
+    (1-based), showFrequency (of the class chosen in the panel).
     Fine-tune: epochs, timeBudget (minutes, 0 = none), learningRate, trainingFolder (a folder of
     labeled cases; the path widget is bound, so a saved scene restores it).
     """
@@ -56,10 +57,14 @@ class LDSegParameterNode:
     samples: Annotated[int, WithinRange(1, 200)] = 10
     seed: Annotated[int, WithinRange(0, 999999)] = 0
     probabilities: bool = False
+    saveSamples: bool = False
     segmentation: vtkMRMLSegmentationNode
     uncertainty: vtkMRMLScalarVolumeNode
     sdOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
     sdThreshold: Annotated[float, WithinRange(0.0, 0.5)] = 0.1
+    showSample: bool = False
+    sampleNumber: Annotated[int, WithinRange(1, 200)] = 1
+    showFrequency: bool = False
     epochs: Annotated[int, WithinRange(1, 10000)] = 20
     timeBudget: Annotated[int, WithinRange(0, 1440)] = 0
     learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = 1e-4
@@ -82,6 +87,7 @@ def segmentSettings(parameterNode):
         samples=parameterNode.samples,
         seed=parameterNode.seed,
         probabilities=parameterNode.probabilities,
+        saveSamples=parameterNode.saveSamples,
         sdThreshold=parameterNode.sdThreshold,
         sdOpacity=parameterNode.sdOpacity,
     )

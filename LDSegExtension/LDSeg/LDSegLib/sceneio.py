@@ -26,6 +26,9 @@ REF_UNCERTAINTY = "LDSeg.Uncertainty"
 REF_PROBABILITY = "LDSeg.Probability"
 REF_CLASS_COLORS = "LDSeg.ClassColors"
 REF_INPUT = "LDSeg.Input"
+REF_SAMPLES = "LDSeg.Samples"  # the sequence browser of the individual samples
+REF_FREQUENCY = "LDSeg.Frequency"  # the class-frequency volume (made on request)
+ATTR_CLASSES = "LDSeg.Classes"  # JSON: the model's classes, on the samples' sequence node
 ATTR_MODEL = "LDSeg.Model"
 ATTR_RESULT = "LDSeg.Result"
 TAG_CLASS_NAME = "LDSeg.ClassName"
@@ -425,6 +428,7 @@ class ImportedResult:
     classes: list
     result: dict
     labels: object = None  # the engine's label map on the input's full grid ([k, j, i]), before any edit
+    sampleBrowserNode: object = None  # the samples' sequence browser, when the result has the samples
 
 
 def readResultJson(path):
@@ -492,6 +496,9 @@ def importResults(
             *readVolumeFile(_resolve(files["probabilities"], baseDir), vector=True), expectedMatrix
         )
         checkGeometry("probabilities", probabilities, probMatrix, expectedMatrix, expectedShape)
+    samples = None
+    if files.get("samples"):
+        samples = readSamples(_resolve(files["samples"], baseDir), result, known, expectedMatrix, expectedShape)
 
     labelsDtype = np.int16 if max(known) < 32768 else np.int32
     labelsFull = pasteIntoFull(labels.astype(labelsDtype), extent, fullShape)
@@ -569,13 +576,72 @@ def importResults(
         probDisplay.SetWindowLevelMinMax(0.0, 1.0)
         segmentationNode.SetNodeReferenceID(REF_PROBABILITY, probabilityNode.GetID())
 
+    browserNode = None
+    if samples is not None:
+        full = [pasteIntoFull(sample.astype(labelsDtype), extent, fullShape) for sample in samples]
+        browserNode = addSampleSequence(scene, inputVolumeNode, full, colorTable, classes)
+        segmentationNode.SetNodeReferenceID(REF_SAMPLES, browserNode.GetID())
+
     for node in (segmentationNode, sdNode, probabilityNode):
         if node is not None:
             node.SetAndObserveTransformNodeID(inputVolumeNode.GetTransformNodeID())
             placeUnder(scene, node, inputVolumeNode)
     if showOverlay:
         showUncertaintyOverlay(scene, inputVolumeNode, sdNode, sdOpacity)
-    return ImportedResult(segmentationNode, sdNode, probabilityNode, colorTable, classes, result, labelsFull)
+    return ImportedResult(
+        segmentationNode, sdNode, probabilityNode, colorTable, classes, result, labelsFull, browserNode
+    )
+
+
+def readSamples(path, result, knownValues, expectedMatrix, expectedShape):
+    """The engine's samples file as a list of ``[k, j, i]`` label maps, checked like the label map."""
+    array, matrix = readVolumeFile(path, vector=True)
+    if array.ndim == 3:  # one sample (a deterministic model): a single-component file
+        array = array[..., np.newaxis]
+    array, matrix = alignToGrid(array, matrix, expectedMatrix)
+    checkGeometry("samples", array, matrix, expectedMatrix, expectedShape)
+    count = array.shape[3]
+    if result.get("samples") is not None and count != int(result["samples"]):
+        raise ValueError(f"The samples file holds {count} samples; the result says {result['samples']}.")
+    unknown = sorted(set(np.unique(array).astype(int).tolist()) - set(knownValues))
+    if unknown:
+        raise ValueError(f"The samples have values {unknown} that the model's classes do not list.")
+    return [np.ascontiguousarray(array[..., n]) for n in range(count)]
+
+
+def addSampleSequence(scene, inputVolumeNode, samples, colorTable, classes):
+    """A sequence of the samples' label maps (index "sample", 1..N) and its browser, whose proxy label map
+    shows one sample at a time: Slicer's Sequences toolbar and this module both step through it."""
+    inputName = inputVolumeNode.GetName()
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(f"{inputName} LDSeg samples"))
+    sequence.SetIndexName("sample")
+    sequence.SetIndexUnit("")
+    sequence.SetIndexType(sequence.NumericIndex)
+    sequence.SetAttribute(ATTR_CLASSES, json.dumps([{k: c.get(k) for k in ("name", "label_value")} for c in classes]))
+    matrix = ijkToRasArray(inputVolumeNode)
+    for n, sample in enumerate(samples):
+        node = slicer.vtkMRMLLabelMapVolumeNode()
+        setIjkToRasArray(node, matrix)
+        node.SetAndObserveImageData(imageFromArray(sample))
+        sequence.SetDataNodeAtValue(node, str(n + 1))  # the sequence keeps its own copy
+    browser = scene.AddNewNodeByClass(
+        "vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(f"{inputName} LDSeg samples browser")
+    )
+    primary = getattr(browser, "SetAndObservePrimarySequenceNodeID", None) or browser.SetAndObserveMasterSequenceNodeID
+    primary(sequence.GetID())
+    proxy = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName(f"{inputName} LDSeg sample"))
+    setIjkToRasArray(proxy, matrix)
+    proxy.SetAndObserveImageData(imageFromArray(samples[0]))
+    proxy.CreateDefaultDisplayNodes()
+    proxy.GetDisplayNode().SetAndObserveColorNodeID(colorTable.GetID())
+    browser.AddProxyNode(proxy, sequence, False)
+    browser.SetSaveChanges(sequence, False)  # edits of the shown sample never go back into the samples
+    browser.SetOverwriteProxyName(sequence, False)  # keep the proxy's clear name
+    browser.SetSelectedItemNumber(0)
+    proxy.SetAndObserveTransformNodeID(inputVolumeNode.GetTransformNodeID())
+    for node in (sequence, browser, proxy):
+        placeUnder(scene, node, inputVolumeNode)
+    return browser
 
 
 def exportLabelValues(segmentationNode, referenceVolumeNode, colorTableNode=None, segmentIds=None):

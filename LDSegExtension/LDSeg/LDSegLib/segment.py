@@ -22,6 +22,7 @@ class SegmentSettings:
     samples: int = 10  # N samples for the uncertainty
     seed: int = 0
     probabilities: bool = False  # also add the mean foreground probability volume
+    saveSamples: bool = False  # keep every sample's label map (review: step through them, class frequency)
     sdThreshold: float = 0.1
     sdOpacity: float = 0.6
 
@@ -51,6 +52,8 @@ class SegmentSettings:
             args += ["--model", str(self.model)]
         if self.steps:
             args += ["--steps", str(int(self.steps))]
+        if self.saveSamples:
+            args.append("--save-samples")
         return args
 
 

@@ -57,6 +57,8 @@ class LDSegWidgetBase(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.navigator = review.UncertainRegionNavigator()
         self.dependencyReport = None
         self._loggedEpochs = 0
+        self._samplesOf = None  # ID of the segmentation whose classes the frequency list holds
+        self._observedBrowser = None  # the samples browser followed (Slicer's Sequences toolbar steps it too)
 
     # -- set-up
     def setup(self):
@@ -85,6 +87,7 @@ class LDSegWidgetBase(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.nextRegionButton.connect("clicked(bool)", lambda: self.onRegion(+1))
         self.ui.previousRegionButton.connect("clicked(bool)", lambda: self.onRegion(-1))
         self.ui.createUncertainSegmentButton.connect("clicked(bool)", self.onCreateUncertainSegment)
+        self.ui.frequencyClassComboBox.connect("currentIndexChanged(int)", lambda index: self.updateSamples())
         self.ui.addCaseButton.connect("clicked(bool)", self.onAddCase)
         self.ui.refreshCasesButton.connect("clicked(bool)", self.refreshTrainingCases)
         self.ui.fineTuneButton.connect("clicked(bool)", self.onFineTuneButton)
@@ -116,6 +119,7 @@ class LDSegWidgetBase(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for job in (self.job, self.resegmentJob):
             if job is not None and job.state == RunState.RUNNING:
                 job.cancel(wait=True)
+        self.followSampleBrowser(None)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -150,6 +154,7 @@ class LDSegWidgetBase(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if p.uncertainty:
             sceneio.setOverlayOpacity(slicer.mrmlScene, p.uncertainty, p.sdOpacity)
             sceneio.setOverlayThreshold(p.uncertainty, p.sdThreshold)
+        self.updateSamples()
         self.ui.addCaseButton.enabled = bool(p.segmentation and model and not model.error)
         if not (self.trainingJob is not None and self.trainingJob.busy):
             folder, names = self.logic.correctedCases(model)
@@ -318,6 +323,54 @@ class LDSegWidgetBase(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if self.navigator.regions
                 else self.navigator.describe()
             )
+
+    def updateSamples(self):
+        """The samples controls follow the selected result: enabled only when it has samples."""
+        p = self._parameterNode
+        if p is None:
+            return
+        count = self.logic.sampleCount(p.segmentation)
+        for widget in (
+            self.ui.showSampleCheckBox,
+            self.ui.sampleSlider,
+            self.ui.sampleSpinBox,
+            self.ui.showFrequencyCheckBox,
+            self.ui.frequencyClassComboBox,
+        ):
+            widget.enabled = count > 0
+        self.ui.sampleSlider.maximum = max(count, 1)
+        self.ui.sampleSpinBox.maximum = max(count, 1)
+        self.ui.sampleSpinBox.suffix = _(" of {count}").format(count=count) if count else ""
+        self.followSampleBrowser(self.logic.sampleBrowser(p.segmentation))
+        segmentationId = p.segmentation.GetID() if p.segmentation else None
+        combo = self.ui.frequencyClassComboBox
+        if segmentationId != self._samplesOf:
+            self._samplesOf = segmentationId
+            combo.blockSignals(True)
+            combo.clear()
+            for c in self.logic.sampleClasses(p.segmentation):
+                combo.addItem(str(c["name"]), int(c["label_value"]))
+            combo.blockSignals(False)
+        labelValue = combo.itemData(combo.currentIndex) if combo.currentIndex >= 0 else None
+        with slicer.util.tryWithErrorDisplay(_("Could not show the samples."), waitCursor=True):
+            self.ui.samplesLabel.text = self.logic.updateSamplesView(
+                p.segmentation, p.showSample, p.sampleNumber, p.showFrequency, labelValue, p.sdOpacity
+            )
+
+    def followSampleBrowser(self, browser):
+        if browser is self._observedBrowser:
+            return
+        if self._observedBrowser is not None:
+            self.removeObserver(self._observedBrowser, vtk.vtkCommand.ModifiedEvent, self.onSampleBrowserModified)
+        self._observedBrowser = browser
+        if browser is not None:
+            self.addObserver(browser, vtk.vtkCommand.ModifiedEvent, self.onSampleBrowserModified)
+
+    def onSampleBrowserModified(self, caller=None, event=None):
+        p = self._parameterNode
+        number = self.logic.shownSample(p.segmentation) if p is not None else 0
+        if number and number != p.sampleNumber:
+            p.sampleNumber = number  # stepped in Slicer's Sequences toolbar: the spin box follows
 
     def onRegion(self, step):
         if not self.navigator.regions:
