@@ -45,7 +45,7 @@ from ldseg.io.atomic import atomic_path
 FIGURE_FOLDER = "evaluation"
 REPORT_NAME = "evaluation.md"
 #: LIDC: every K-th test patient by default. All 1634 test slices x 16 samples
-#: took about 2.8 s per slice on the 2-core development machine (busy), over an
+#: took about 2 s per slice on the 2-core development machine (busy), about an
 #: hour; a quarter of the patients keeps the LIDC part near the other data
 #: sets' time. The report prints the measured time per slice and the estimate for all.
 LIDC_EVERY = 4
