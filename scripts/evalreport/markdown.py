@@ -311,7 +311,8 @@ def ceiling_lines(section: dict) -> list[str]:
         "The reference label through LDSeg's label autoencoder alone (label encoder → latent z₀ → decoder, "
         "with the image for the decoder's boundary refiner where the model has one; no diffusion), Dice on each "
         "case's own grid as in section 1 (the label resampled to the model grid as in training). The sampler "
-        "can at best find this z₀, so this is the accuracy the latent allows.",
+        "can at best find this z₀, so this is the accuracy the latent allows (including what resampling the "
+        "label to the model grid loses: a structure smaller than a model-grid voxel can vanish).",
         "",
     ]
     if not ceiling:
@@ -453,7 +454,8 @@ def raters_ceiling_lines(section: dict) -> list[str]:
         "### 3. Autoencoder ceiling",
         "",
         "The consensus label through LDSeg's label autoencoder alone (no diffusion), Dice against the "
-        "consensus on the slice's own grid: the accuracy the latent allows.",
+        "consensus on the slice's own grid: the accuracy the latent allows, including what resampling the "
+        "label to the model grid loses (a nodule smaller than a model-grid pixel vanishes, Dice 0).",
         "",
     ]
     if not ceiling:
