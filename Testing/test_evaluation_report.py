@@ -22,8 +22,9 @@ SCRIPTS = REPO / "scripts"
 SHIPPED_MODEL = REPO / "Resources" / "Models" / "hippocampus.safetensors"
 sys.path.insert(0, str(SCRIPTS))
 
-from evalreport.datasets import DATASETS  # noqa: E402
-from evalreport.summaries import dataset_targets  # noqa: E402
+from conftest import make_model_file  # noqa: E402
+from evalreport.datasets import DATASETS, FEWCASES, LIDC  # noqa: E402
+from evalreport.summaries import dataset_targets, rater_targets  # noqa: E402
 
 
 def test_hippocampus_test_split_is_the_42_cases_after_the_training_ones(shared_data):
@@ -57,12 +58,48 @@ def test_target_verdicts_follow_the_numbers():
     assert all(t["status"] == "not measured (model not found)" for t in skipped)
 
 
-def _tiny_resunet(path):
-    """An untrained Res-UNet with the hippocampus classes: exercises the baseline path."""
+def _rater_summary(ged, ece, auroc, base_ece=None, base_auroc=None):
+    models = {"ldseg": {"cases": {"ged": {"mean": ged}}, "ece": ece, "disagreement_auroc": auroc}}
+    if base_ece is not None:
+        models["baseline"] = {"cases": {"ged": {"mean": 0.5}}, "ece": base_ece, "disagreement_auroc": base_auroc}
+    return {"models": models}
+
+
+def test_lidc_target_verdicts_follow_the_numbers():
+    good = rater_targets(LIDC, _rater_summary(0.24, 0.01, 0.90, 0.02, 0.80), "", "")
+    assert [t["status"] for t in good] == ["reached"] * 3
+    assert good[0]["value"] == "0.240"
+    # above 0.85 but not above the Res-UNet's; ECE equal is not lower; GED above the bar
+    bad = rater_targets(LIDC, _rater_summary(0.26, 0.02, 0.90, 0.02, 0.91), "", "every 4-th test patient")
+    assert [t["status"] for t in bad] == ["not reached (every 4-th test patient)"] * 3
+    alone = rater_targets(LIDC, _rater_summary(0.2, 0.01, 0.80), "", "")
+    assert [t["status"] for t in alone] == ["reached", "not measured (no baseline model)", "not reached"]
+    skipped = rater_targets(LIDC, None, "model not found", "")
+    assert all(t["status"] == "not measured (model not found)" for t in skipped)
+
+
+def test_lidc_test_split_and_its_every_kth_patient_subset(shared_data):
+    patients = LIDC.test_patients()
+    assert len(patients) == 79 and patients == sorted(patients)
+    assert LIDC.test_patients(4) == patients[::4] and len(LIDC.test_patients(4)) == 20
+    pairs = LIDC.test_pairs(shared_data)
+    assert len(pairs) == 1634 and all(len(p.labels) == 4 for p in pairs[:5])
+    subset = LIDC.test_pairs(shared_data, 4)
+    assert {p.name.split("_")[0] for p in subset} == set(patients[::4])
+    # model files are never defaults under docs/, and the few-cases ones are no baselines
+    assert LIDC.default_models == ("Resources/Models/lidc.safetensors",)
+    assert LIDC.default_baselines == ("Resources/Baselines/lidc-resunet.safetensors",)
+    assert all(p.startswith("runs/") for p in FEWCASES.default_models + FEWCASES.default_baselines)
+
+
+def _tiny_resunet(
+    path, dims=3, grid=(16, 24, 16), label_values=(0, 1, 2), names=("background", "anterior", "posterior")
+):
+    """An untrained Res-UNet (by default with the hippocampus classes): exercises the baseline path."""
     torch.manual_seed(0)
     config = ModelConfig(
-        preprocessing=Preprocessing(dims=3, channels=1, grid=(16, 24, 16), label_values=(0, 1, 2)),
-        class_names=("background", "anterior", "posterior"),
+        preprocessing=Preprocessing(dims=dims, channels=1, grid=grid, label_values=label_values),
+        class_names=names,
         name="tiny-resunet",
         network=network_preset("tiny", image_attention=False),
         architecture="resunet",
@@ -119,7 +156,9 @@ def test_report_end_to_end_on_two_hippocampus_cases(shared_data, tmp_path):
         "### 2. Sampling steps",
         "### 3. Robustness to image noise",
         "### 4. Uncertainty",
-        "### 5. Ablation",
+        "### 5. Error detectors",
+        "### 6. Autoencoder ceiling",
+        "### 7. Ablation",
         "**Not run**: the ablation",
     ):
         assert heading in report
@@ -156,3 +195,72 @@ def test_report_end_to_end_on_two_hippocampus_cases(shared_data, tmp_path):
     hippocampus = [t for t in targets if t["dataset"] == "hippocampus"]
     assert len(hippocampus) == 3
     assert all(t["status"].endswith("(first 2 test cases only)") for t in hippocampus)
+
+    # error detectors: each model's scores against its own errors; the SD row is the section-4 AUROC
+    detectors = {(r["model"], r["score"]): r for r in summary["detectors"]}
+    assert set(detectors) == {("ldseg", k) for k in ("sd", "doubt", "entropy", "boundary")} | {
+        ("baseline", k) for k in ("doubt", "entropy", "boundary")
+    }
+    assert detectors[("ldseg", "sd")]["pooled_auroc"] == summary["uncertainty"]["pooled_auroc"]
+    assert detectors[("ldseg", "boundary")]["wrong_voxels"] == summary["uncertainty"]["wrong_voxels"]
+    assert all(0.0 <= r["pooled_auroc"] <= 1.0 for r in summary["detectors"])
+    # the shipped model's latent holds these labels better than chance, and it is per case
+    assert 0.7 < summary["ceiling"]["dice_mean"]["mean"] <= 1.0
+    assert (figures / "hippocampus-ceiling-cases.csv").is_file()
+    assert "**Not run: not selected (--datasets)**" in report.split("## LIDC")[1]
+
+
+@pytest.mark.integration
+def test_report_lidc_and_few_cases_parts_end_to_end(shared_data, tmp_path):
+    """Untrained tiny models: the multi-rater and few-cases paths run and write their files."""
+    ldseg = make_model_file(
+        tmp_path / "lidc-tiny.safetensors",
+        dims=2,
+        grid=(32, 32),
+        label_values=(0, 255),
+        class_names=("background", "nodule"),
+    )
+    baseline = _tiny_resunet(tmp_path / "lidc-resunet.safetensors", 2, (32, 32), (0, 255), ("background", "nodule"))
+    glas = make_model_file(
+        tmp_path / "glas-tiny.safetensors",
+        dims=2,
+        channels=3,
+        grid=(32, 32),
+        label_values=(0, 255),
+        class_names=("background", "gland"),
+    )
+    out = tmp_path / "docs"
+    command = [sys.executable, str(SCRIPTS / "evaluation_report.py"), "--datasets", "lidc", "fewcases"]
+    command += ["--limit", "2", "--samples", "2", "--lidc-samples", "3", "--lidc-every", "5", "--threads", "1"]
+    command += ["--device", "cpu", "--data", str(shared_data), "--out", str(out)]
+    command += ["--lidc-model", str(ldseg), "--lidc-baseline", str(baseline), "--fewcases-model", str(glas)]
+    command += ["--fewcases-baseline", str(tmp_path / "missing.safetensors")]
+    done = subprocess.run(
+        command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    report = (out / "evaluation.md").read_text(encoding="utf-8")
+    lidc = report.split("## LIDC")[1].split("## New task")[0]
+    for text in ("### 1. Against the raters", "### 2. Error detectors", "### 3. Autoencoder ceiling"):
+        assert text in lidc
+    assert "every 5-th test patient" in lidc
+    figures = out / "evaluation"
+    for name in ("lidc-ldseg-reliability.png", "lidc-baseline-reliability.png"):
+        assert (figures / name).read_bytes().startswith(b"\x89PNG") and f"(evaluation/{name})" in lidc
+    results = json.loads((figures / "lidc-results.json").read_text())
+    assert results["cases"][0].startswith(LIDC.test_patients(5)[0])
+    models = results["summary"]["models"]
+    assert models["ldseg"]["uncertainty_map"] == "sd" and models["baseline"]["uncertainty_map"] != "sd"
+    # the Res-UNet's N copies: no diversity of its own
+    assert models["baseline"]["cases"]["sample_diversity"]["mean"] == 0.0
+    for name in ("ldseg", "baseline"):
+        cases = models[name]["cases"]
+        assert 0.0 <= cases["ged"]["mean"] <= 2.0 and 0.0 <= cases["dice_vs_raters"]["mean"] <= 1.0
+    lidc_targets = [t for t in json.loads((figures / "report.json").read_text())["targets"] if t["dataset"] == "lidc"]
+    assert len(lidc_targets) == 3 and all("first 2 test slices only" in t["status"] for t in lidc_targets)
+
+    few = report.split("## New task")[1]
+    assert "missing.safetensors` not found: not run." in few
+    rows = list(csv.DictReader((figures / "fewcases-ldseg-cases.csv").open()))
+    assert [r["case"] for r in rows] == ["testA_1", "testA_10"]
+    assert "## Hippocampus" in report and "**Not run: not selected (--datasets)**" in report

@@ -3,16 +3,22 @@
 
 Per data set (hippocampus test split, GlaS testA): accuracy of LDSeg and the
 Res-UNet baseline, Dice and time against the number of sampling steps,
-robustness to image noise, quality of the SD map as an error detector; plus
-the machine, the exact command, the model files' hashes and the targets'
-verdicts. A data set (or its baseline) whose model file is missing is
-skipped with a line saying so.
+robustness to image noise, quality of the SD map as an error detector beside
+simple baselines (1 - max p, entropy, distance to the predicted boundary),
+and the label autoencoder's Dice ceiling. LIDC (four raters): GED, HM-IoU,
+calibration, disagreement AUROC against the Res-UNet. New task from few
+cases: models trained on 20 GlaS images, on GlaS testA. Plus the machine,
+the exact command, the model files' hashes and the targets' verdicts. A part
+(or its baseline) whose model file is missing is skipped with a line saying
+so; ``--datasets`` runs only some parts.
 
 From the repository root, with LDSeg installed in .venv:
 
     OMP_NUM_THREADS=2 .venv/bin/python scripts/evaluation_report.py --threads 2
 
 Quick check on two cases per data set: add ``--limit 2 --out /tmp/report``.
+The few-cases models are options (``--fewcases-model``, ``--fewcases-baseline``;
+default ``runs/fewcases-ldseg.safetensors``, ``runs/fewcases-resunet.safetensors``).
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from pathlib import Path
 
 import torch
 from evalreport import figures, markdown
-from evalreport.datasets import DATASETS, DEFAULT_DATA_ROOT, REPO_ROOT
-from evalreport.environment import display_path, machine_info, model_info, utc_now
+from evalreport.datasets import ALL_PARTS, DATASETS, DEFAULT_DATA_ROOT, FEWCASES, LIDC, REPO_ROOT
+from evalreport.environment import display_path, machine_info, utc_now
 from evalreport.runs import SLOW_STEPS, Settings, evaluate_dataset, example_case
-from evalreport.summaries import dataset_summary, dataset_targets
+from evalreport.sections import FewCasesSection, RaterSection, leak_check, load_segmenter
+from evalreport.summaries import dataset_summary, dataset_targets, rater_targets
 
 from ldseg.errors import LDSegError
 from ldseg.evaluation.cases import write_json, write_table_csv
@@ -37,14 +44,26 @@ from ldseg.io.atomic import atomic_path
 
 FIGURE_FOLDER = "evaluation"
 REPORT_NAME = "evaluation.md"
+#: LIDC: every K-th test patient by default. All 1634 test slices x 16 samples
+#: took about 2 s per slice on the 2-core development machine (busy), about an
+#: hour; a quarter of the patients keeps the LIDC part near the other data
+#: sets' time. The report prints the measured time per slice and the estimate for all.
+LIDC_EVERY = 4
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
-    for key, spec in DATASETS.items():
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=list(ALL_PARTS),
+        default=list(ALL_PARTS),
+        help="the parts to run (the others are listed as not selected)",
+    )
+    for spec in (*DATASETS.values(), LIDC, FEWCASES):
+        key = spec.key
         p.add_argument(
             f"--{key}-model",
             type=Path,
@@ -57,6 +76,13 @@ def parse_args(argv):
             default=None,
             help=f"Res-UNet baseline model (default: {', '.join(spec.default_baselines)})",
         )
+    p.add_argument(
+        "--lidc-every",
+        type=int,
+        default=LIDC_EVERY,
+        help="LIDC: only every K-th test patient (sorted by name, from the first)",
+    )
+    p.add_argument("--lidc-samples", type=int, default=16, help="LIDC: LDSeg samples N (GED, HM-IoU, calibration)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT, help="the shared data folder")
     p.add_argument("--samples", type=int, default=10, help="LDSeg samples N (accuracy, noise, uncertainty)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps K of the main runs (default: the model's)")
@@ -87,6 +113,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.samples < 1 or args.slow_cases < 0 or (args.limit is not None and args.limit < 1):
         p.error("--samples and --limit must be at least 1, --slow-cases at least 0")
+    if args.lidc_every < 1 or args.lidc_samples < 1:
+        p.error("--lidc-every and --lidc-samples must be at least 1")
     if any(k < 1 for k in args.step_counts) or any(not math.isfinite(s) or s < 0 for s in args.sigmas):
         p.error("step counts must be at least 1 and sigmas non-negative")
     return args
@@ -94,35 +122,6 @@ def parse_args(argv):
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _model_path(args, key: str, role: str) -> Path:
-    given = getattr(args, f"{key}_{role}")
-    spec = DATASETS[key]
-    return given if given is not None else (spec.default_model() if role == "model" else spec.default_baseline())
-
-
-def _leak_check(pairs, *configs) -> tuple[bool, str]:
-    """Test cases must not be among the models' training or validation cases."""
-    test = {p.name for p in pairs}
-    used, recorded = set(), 0
-    for config in configs:
-        training = config.training or {}
-        names = set(training.get("train_names", [])) | set(training.get("val_names", []))
-        recorded += bool(names)
-        used |= names
-    overlap = sorted(test & used)
-    if overlap:
-        return False, (
-            f"{len(overlap)} test case(s) are among the models' training/validation cases "
-            f"({', '.join(overlap[:5])}{' …' if len(overlap) > 5 else ''})"
-        )
-    if not recorded:
-        return True, "the model files do not list their training cases; not checked."
-    return True, (
-        f"no test case is among the {len(used)} training/validation cases listed in "
-        f"{recorded} of the {len(configs)} model file(s)."
-    )
 
 
 class DatasetEvaluation:
@@ -144,20 +143,7 @@ class DatasetEvaluation:
         return f"{FIGURE_FOLDER}/{path.name}"
 
     def _load(self, role: str) -> tuple[Segmenter | None, str]:
-        path = _model_path(self.args, self.spec.key, role)
-        name = "LDSeg model" if role == "model" else "Res-UNet baseline"
-        entry = {"dataset": self.spec.key, "role": name, "path": display_path(path)}
-        if not path.is_file():
-            self.models.append({**entry, "missing": True})
-            return None, f"{name} `{display_path(path)}` not found"
-        try:
-            info = model_info(path)
-            segmenter = Segmenter(path, device=self.args.device)
-        except LDSegError as e:  # a foreign or damaged file: skip this part, say why
-            self.models.append({**entry, "missing": True})
-            return None, f"{name} `{display_path(path)}` is not usable ({e})"
-        self.models.append({**entry, **info})
-        return segmenter, ""
+        return load_segmenter(self.args, self.spec, role, self.models)
 
     def run(self) -> dict:
         spec, args, settings = self.spec, self.args, self.settings
@@ -175,7 +161,7 @@ class DatasetEvaluation:
             baseline = None
         all_pairs = spec.test_pairs(args.data)
         pairs = all_pairs[: args.limit] if args.limit else all_pairs
-        ok, leak_text = _leak_check(pairs, *[m.config for m in (ldseg, baseline) if m is not None])
+        ok, leak_text = leak_check(pairs, *[m.config for m in (ldseg, baseline) if m is not None])
         if not ok:
             return {**section, "skipped": leak_text}
         self._log(
@@ -231,6 +217,7 @@ class DatasetEvaluation:
             "steps-cases.csv": run.step_rows,
             "noise-cases.csv": run.noise_rows,
             "uncertainty-cases.csv": run.uncertainty_rows,
+            "ceiling-cases.csv": run.ceiling_rows,
         }
         for suffix, rows in tables.items():
             if rows:
@@ -283,6 +270,24 @@ def _k1_single_gap(run) -> float | None:
     return max(abs(k1[c] - single[c]) for c in k1 if c in single)
 
 
+def _extra_section(key, args, make):
+    """(section, its evaluation) of the LIDC or few-cases part; not selected: (a line, None)."""
+    spec = LIDC if key == LIDC.key else FEWCASES
+    if key not in args.datasets:
+        return {"spec": spec, "skipped": "not selected (--datasets)"}, None
+    evaluation = make()
+    return evaluation.run(), evaluation
+
+
+def _subset_note(section: dict) -> str:
+    """The LIDC verdicts' qualifier when not all test slices ran."""
+    if section.get("limited"):
+        return f"first {section['cases']} test slices only"
+    if section.get("every", 1) > 1:
+        return f"every {section['every']}-th test patient"
+    return ""
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     started, started_utc = time.perf_counter(), utc_now()
@@ -319,6 +324,20 @@ def main(argv=None) -> int:
                 device = evaluation.segmenter.device_description
             subset = f"first {section['cases']} test cases only" if section.get("limited") else ""
             targets += dataset_targets(spec, section.get("summary"), section.get("skipped", ""), subset)
+        for key, make in (
+            (LIDC.key, lambda: RaterSection(LIDC, args, figure_dir)),
+            (FEWCASES.key, lambda: FewCasesSection(FEWCASES, args, settings, figure_dir)),
+        ):
+            section, evaluation = _extra_section(key, args, make)
+            sections.append(section)
+            if evaluation is not None:
+                models += evaluation.models
+                if evaluation.segmenter is not None:
+                    device = evaluation.segmenter.device_description
+            if key == LIDC.key:
+                targets += rater_targets(
+                    LIDC, section.get("summary"), section.get("skipped", ""), _subset_note(section)
+                )
     except LDSegError as e:
         log(f"error: {e}")
         return 2

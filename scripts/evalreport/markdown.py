@@ -263,9 +263,69 @@ def uncertainty_lines(section: dict) -> list[str]:
     return lines
 
 
+def detectors_table(rows: list[dict], labels: dict, unit: str) -> list[str]:
+    """The error detectors' pooled AUROCs, one row per (model, score)."""
+    table = []
+    for r in rows:
+        pct = 100.0 * r["wrong_voxels"] / r["voxels"] if r["voxels"] else math.nan
+        description = r["description"] + (f" ({unit})" if r["score"] == "boundary" else "")
+        table.append(
+            [
+                labels.get(r["model"], r["model"]),
+                description,
+                f"**{_num(r['pooled_auroc'])}**",
+                f"{r['wrong_voxels']:,} of {r['voxels']:,} ({_num(pct, 2)}%)",
+            ]
+        )
+    return _table(["model", "score", "pooled AUROC", "its own wrong voxels"], table)
+
+
+DETECTORS_TEXT = (
+    "Each score is ranked against the voxels that ITS OWN model gets wrong (LDSeg: the class map of the mean "
+    "of its samples; Res-UNet: its one output), so the two models' rows answer the same question about "
+    "different error sets. AUROC pooled over all voxels of all test cases, by ranks, ties counting one half. "
+    "1 − max probability and the entropy use the model's mean class probabilities (LDSeg) or softmax "
+    "(Res-UNet); with two classes they are monotone in each other and rank identically. The boundary score "
+    "needs no probabilities at all: minus the distance from a voxel's centre to the nearest voxel of another "
+    "predicted class (Euclidean, with the case's spacing), so the voxels next to the predicted boundary "
+    "score highest: a SD map that beats it marks more than where the boundary is."
+)
+
+
+def detectors_lines(section: dict) -> list[str]:
+    rows = section["summary"]["detectors"]
+    lines = ["### 5. Error detectors: the SD map beside simple baselines", "", DETECTORS_TEXT, ""]
+    lines += detectors_table(rows, section["labels"], section["spec"].distance_unit)
+    if section.get("baseline_note"):
+        lines += ["", section["baseline_note"]]
+    return lines + [""]
+
+
+def ceiling_lines(section: dict) -> list[str]:
+    ceiling = section["summary"].get("ceiling")
+    ldseg = section["summary"]["ldseg"]
+    names = section["class_names"][1:]
+    lines = [
+        "### 6. Autoencoder ceiling",
+        "",
+        "The reference label through LDSeg's label autoencoder alone (label encoder → latent z₀ → decoder, "
+        "with the image for the decoder's boundary refiner where the model has one; no diffusion), Dice on each "
+        "case's own grid as in section 1 (the label resampled to the model grid as in training). The sampler "
+        "can at best find this z₀, so this is the accuracy the latent allows (including what resampling the "
+        "label to the model grid loses: a structure smaller than a model-grid voxel can vanish).",
+        "",
+    ]
+    if not ceiling:
+        return lines + ["Not measured.", ""]
+    keys = [(f"dice_{n}", n) for n in names] + ([("dice_mean", "mean")] if len(names) > 1 else [])
+    rows = [[cls, fmt_stat(ceiling.get(key)), fmt_stat(ldseg.get(key))] for key, cls in keys]
+    lines += _table(["class", "autoencoder ceiling Dice", section["labels"]["ldseg"]], rows)
+    return lines + [""]
+
+
 def ablation_lines(section: dict) -> list[str]:
     return [
-        "### 5. Ablation (paper Table V)",
+        "### 7. Ablation (paper Table V)",
         "",
         "**Not run**: the ablation needs LDSeg variants whose label and/or image encoder is replaced by "
         "nearest-neighbour down-sampling (LDSeg(ld), LDSeg(id), LDSeg(ld,id)); the engine builds only "
@@ -292,11 +352,177 @@ def dataset_lines(section: dict) -> list[str]:
     lines += [f"Leakage check: {section['leak_check']}", ""]
     for note in section.get("notes", []):
         lines += [f"Note: {note}", ""]
-    for part in (accuracy_lines, steps_lines, noise_lines, uncertainty_lines, ablation_lines, files_lines):
+    parts = (accuracy_lines, steps_lines, noise_lines, uncertainty_lines, detectors_lines, ceiling_lines)
+    for part in parts + (ablation_lines, files_lines):
         lines += part(section)
     timing = ", ".join(f"{k} {v:.1f}" for k, v in section["seconds"].items())
     lines += [f"Time spent per part (wall, s): {timing}.", ""]
     return lines
+
+
+# ---------------------------------------------------------------- LIDC (several raters)
+
+
+def _rater_models(section: dict) -> list[str]:
+    return [m for m in ("ldseg", "baseline") if m in section["summary"]["models"]]
+
+
+def raters_subset_text(section: dict) -> str:
+    text = (
+        f"Test set: {section['cases']} slices of {section['patients']} of the {section['all_patients']} test "
+        "patients recorded in `evaluation/lidc-split.json` (`scripts/lidc_split.py`: patients sorted by name, "
+        "the last 15 % test; no patient's slices on both sides)"
+    )
+    if section["every"] > 1:
+        text += (
+            f"; a fixed subset: every {section['every']}-th test patient in sorted order, from the first "
+            f"(`--lidc-every {section['every']}`), to keep the report's run time reasonable"
+        )
+    if section.get("limited"):
+        text += "; only the first slices (--limit)"
+    per_slice = section["seconds_per_slice"]
+    text += (
+        f". Measured here: {per_slice:.2f} s per slice for everything below (both models, the metrics, the "
+        f"ceiling); all {section['all_slices']} test slices would take about "
+        f"{per_slice * section['all_slices'] / 60:.0f} min"
+    )
+    return text + "."
+
+
+def raters_accuracy_lines(section: dict) -> list[str]:
+    models = _rater_models(section)
+    s = section["summary"]["models"]
+    labels = section["labels"]
+    quantities = [
+        ("dice_mean", "Dice vs the consensus (≥ 50 % of the raters)"),
+        ("dice_vs_raters", "Dice vs each rater, mean over the raters"),
+        ("ged", f"GED (N = {section['samples']})"),
+        ("hm_iou", "Hungarian-matched IoU"),
+        ("sample_diversity", "sample diversity (mean 1 − IoU of sample pairs)"),
+        ("rater_diversity", "the raters' own diversity"),
+    ]
+    rows = [[title] + [fmt_stat(s[m]["cases"].get(key)) for m in models] for key, title in quantities]
+    rows.append(["ECE, all pixels pooled"] + [f"**{_num(s[m]['ece'], 4)}**" for m in models])
+    rows.append(
+        ["AUROC of its uncertainty map for rater-disagreement pixels, pooled"]
+        + [f"**{_num(s[m]['disagreement_auroc'])}** ({s[m]['uncertainty_map']})" for m in models]
+    )
+    rows.append(
+        ["AUROC of 1 − max p for rater-disagreement pixels, pooled"]
+        + [_num(s[m]["disagreement_auroc_maxp"]) for m in models]
+    )
+    first = s[models[0]]
+    disagreement = first["disagreement_voxels"], first["disagreement_voxels"] + first["agreement_voxels"]
+    lines = [
+        "### 1. Against the raters",
+        "",
+        f"Per slice, mean ± SD [95% CI] over slices, except the pooled rows. LDSeg: {section['samples']} samples, "
+        "its mean probability, its SD map as uncertainty. Res-UNet: one output; for GED and HM-IoU it "
+        f"stands in {section['samples']} times (N copies: its sample diversity is 0), its softmax is its "
+        "probability and 1 − max p its uncertainty map. Definitions (docs/metrics.md, the code of `ldseg "
+        "evaluate`): d = 1 − IoU of the foreground, two empty maps d = 0; GED = 2 E d(S, Y) − E d(S, S′) − "
+        "E d(Y, Y′) over all ordered pairs (the field's D²_GED); HM-IoU: samples and raters replicated to "
+        "lcm(N, M) and matched one-to-one maximizing IoU; Dice: a slice where both maps are empty counts 1. "
+        "ECE: 10 equal-width bins of the mean foreground probability against the share of raters marking "
+        "the pixel. Disagreement pixels: not all raters give the same class "
+        f"({disagreement[0]:,} of {disagreement[1]:,} pixels).",
+        "",
+    ]
+    lines += _table(["quantity"] + [labels[m] for m in models], rows)
+    if section.get("baseline_note"):
+        lines += ["", section["baseline_note"]]
+    lines += [""]
+    for m in models:
+        lines += [f"![Reliability diagram of {labels[m]}]({section['files']['reliability_png'][m]})", ""]
+    return lines
+
+
+def raters_detectors_lines(section: dict) -> list[str]:
+    lines = [
+        "### 2. Error detectors (errors against the consensus)",
+        "",
+        DETECTORS_TEXT + " Here a wrong pixel is one where the model's class map differs from the consensus.",
+        "",
+    ]
+    return lines + detectors_table(section["summary"]["detectors"], section["labels"], "pixels") + [""]
+
+
+def raters_ceiling_lines(section: dict) -> list[str]:
+    ceiling = section["summary"].get("ceiling")
+    ldseg = section["summary"]["models"]["ldseg"]["cases"]
+    lines = [
+        "### 3. Autoencoder ceiling",
+        "",
+        "The consensus label through LDSeg's label autoencoder alone (no diffusion), Dice against the "
+        "consensus on the slice's own grid: the accuracy the latent allows, including what resampling the "
+        "label to the model grid loses (a nodule smaller than a model-grid pixel vanishes, Dice 0).",
+        "",
+    ]
+    if not ceiling:
+        return lines + ["Not measured.", ""]
+    rows = [["Dice vs the consensus", fmt_stat(ceiling.get("dice_mean")), fmt_stat(ldseg.get("dice_mean"))]]
+    return lines + _table(["", "autoencoder ceiling", section["labels"]["ldseg"]], rows) + [""]
+
+
+def raters_lines(section: dict) -> list[str]:
+    lines = [f"## {section['spec'].title}", ""]
+    if section.get("skipped"):
+        return lines + [f"**Not run: {section['skipped']}**", ""]
+    lines += [raters_subset_text(section), "", f"Leakage check: {section['leak_check']}", ""]
+    for part in (raters_accuracy_lines, raters_detectors_lines, raters_ceiling_lines, files_lines):
+        lines += part(section)
+    timing = ", ".join(f"{k} {v:.1f}" for k, v in section["seconds"].items())
+    return lines + [f"Time spent per part (wall, s): {timing}.", ""]
+
+
+# ---------------------------------------------------------------- new task from few cases
+
+
+def _trained_text(trained: dict) -> str:
+    cases = trained.get("train_cases")
+    epochs = trained.get("epochs")
+    return (
+        f"`{trained.get('path')}`: {cases if cases is not None else '?'} training cases, "
+        f"{epochs if epochs is not None else '?'} epochs"
+    )
+
+
+def fewcases_lines(section: dict) -> list[str]:
+    spec = section["spec"]
+    lines = [f"## {spec.title}", ""]
+    if section.get("skipped"):
+        return lines + [f"**Not run: {section['skipped']}**", ""]
+    models = list(section["summary"])
+    lines += [
+        f"How well each architecture learns a new task from a few cases: {spec.training_description}. "
+        f"Tested on {section['cases']} of the {section['all_cases']} held-out cases: "
+        f"{spec.test.test_description}. Dice, IoU, HD95 ({spec.test.distance_unit}) on each case's own grid, "
+        "mean ± SD [95% CI]; LDSeg with N = "
+        f"{section['samples']} samples and its own DDIM steps.",
+        "",
+        "Models (from their files): " + "; ".join(_trained_text(section["trained"][m]) for m in models) + ".",
+        "",
+        f"Leakage check: {section['leak_check']}",
+        "",
+    ]
+    rows = []
+    names = section["class_names"][1:]
+    for metric, title, digits in (("dice", "Dice", 3), ("iou", "IoU", 3), ("hd95", "HD95", 2)):
+        for n in names:
+            rows.append([title, n] + [fmt_stat(section["summary"][m].get(f"{metric}_{n}"), digits) for m in models])
+    lines += _table(["metric", "class"] + [section["labels"][m] for m in models], rows)
+    for note in section.get("notes", []):
+        lines += ["", note]
+    return lines + [""] + files_lines(section)
+
+
+def section_lines(section: dict) -> list[str]:
+    kind = section.get("kind")
+    if section["spec"].key == "lidc" or kind == "raters":
+        return raters_lines(section)
+    if section["spec"].key == "fewcases" or kind == "fewcases":
+        return fewcases_lines(section)
+    return dataset_lines(section)
 
 
 def report_text(machine, settings, wall_seconds, limit_note, models, targets, sections) -> str:
@@ -304,5 +530,5 @@ def report_text(machine, settings, wall_seconds, limit_note, models, targets, se
     lines += targets_lines(targets)
     lines += models_lines(models)
     for section in sections:
-        lines += dataset_lines(section)
+        lines += section_lines(section)
     return "\n".join(lines).rstrip() + "\n"

@@ -8,7 +8,11 @@ Everything goes through :class:`ldseg.inference.segmenter.Segmenter`, the API be
 * steps: one sample (fixed seed) per sampler variant (DDIM K, single-step);
   K >= SLOW_STEPS only on the first ``slow_cases`` cases;
 * baseline: the Res-UNet (one forward pass);
-* noise: both models on the image with Gaussian noise of each sigma.
+* noise: both models on the image with Gaussian noise of each sigma;
+* error detectors: beside LDSeg's SD map, 1 - max probability, the entropy
+  and minus the distance to the predicted boundary, of each model, scored
+  against that model's own wrong voxels (pooled AUROC);
+* autoencoder ceiling: the reference label through LDSeg's label autoencoder.
 """
 
 from __future__ import annotations
@@ -23,15 +27,30 @@ import numpy as np
 from ldseg.data.dataset import CasePair
 from ldseg.data.preprocess import labels_to_classes
 from ldseg.evaluation.cases import evaluate_case
+from ldseg.evaluation.ceiling import autoencoded_classes
 from ldseg.evaluation.metrics import dice_per_class, roc_auc
 from ldseg.evaluation.perturb import add_gaussian_noise
-from ldseg.evaluation.uncertainty import PooledAUROC, error_mask
+from ldseg.evaluation.uncertainty import (
+    PooledAUROC,
+    boundary_score,
+    error_mask,
+    max_probability_doubt,
+    probability_entropy,
+)
 from ldseg.inference.segmenter import Segmenter
 from ldseg.io.images import read_image, read_label
 
 #: DDIM step counts from here up are slow (seconds per step on a CPU) and run
 #: on the first ``slow_cases`` test cases only.
 SLOW_STEPS = 50
+
+#: The error detectors: score key -> what it is. "sd" only for a sampling model.
+DETECTORS = {
+    "sd": "SD map (largest per-class SD of the samples' probabilities)",
+    "doubt": "1 − max probability",
+    "entropy": "entropy of the probabilities",
+    "boundary": "− distance to the predicted boundary",
+}
 
 
 @dataclass(frozen=True)
@@ -70,7 +89,8 @@ class DatasetRun:
     step_rows: list[dict] = field(default_factory=list)
     noise_rows: list[dict] = field(default_factory=list)
     uncertainty_rows: list[dict] = field(default_factory=list)
-    pooled_auroc: PooledAUROC = field(default_factory=PooledAUROC)
+    ceiling_rows: list[dict] = field(default_factory=list)
+    detectors: dict[tuple[str, str], PooledAUROC] = field(default_factory=dict)  # (model, score) -> pooled
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per part
     notes: list[str] = field(default_factory=list)
 
@@ -79,8 +99,38 @@ class DatasetRun:
         """The one-sample run that matches the main run's sampler."""
         return StepVariant("ddim", self.main_steps)
 
+    @property
+    def pooled_auroc(self) -> PooledAUROC:
+        """LDSeg's SD map against its wrong voxels."""
+        return self.detectors.setdefault(("ldseg", "sd"), PooledAUROC())
+
     def add_time(self, part: str, seconds: float) -> None:
         self.seconds[part] = self.seconds.get(part, 0.0) + seconds
+
+
+def detector_scores(probabilities, classes, spacing, sd=None) -> dict[str, np.ndarray]:
+    """Every error detector's per-voxel score for one model's output on one case."""
+    scores = {} if sd is None else {"sd": sd}
+    scores["doubt"] = max_probability_doubt(probabilities)
+    scores["entropy"] = probability_entropy(probabilities)
+    scores["boundary"] = boundary_score(classes, spacing)
+    return scores
+
+
+def add_detectors(detectors: dict, model: str, scores: dict, wrong) -> None:
+    """Pool one case's scores of ``model`` against that model's own wrong voxels."""
+    for key, score in scores.items():
+        detectors.setdefault((model, key), PooledAUROC()).add(score, wrong)
+
+
+def ceiling_row(name: str, ldseg: Segmenter, image, ref) -> dict:
+    """Dice per class (and mean) of the reference label after the label autoencoder."""
+    recon = autoencoded_classes(ldseg, image, ref)
+    names = list(ldseg.config.class_names)
+    dice = dice_per_class(recon, ref, len(names))
+    row = {"case": name, **{f"dice_{n}": float(d) for n, d in zip(names[1:], dice[1:])}}
+    row["dice_mean"] = float(np.mean(dice[1:]))
+    return row
 
 
 @dataclass
@@ -167,7 +217,9 @@ def _main_run(run: DatasetRun, case: Case, ldseg: Segmenter, settings: Settings)
     row["seconds"] = result.seconds["total"]
     run.ldseg_rows.append(row)
     wrong = error_mask(result.classes, case.ref)
-    run.pooled_auroc.add(result.sd, wrong)
+    add_detectors(
+        run.detectors, "ldseg", detector_scores(result.probabilities, result.classes, case.spacing, result.sd), wrong
+    )
     run.uncertainty_rows.append(
         {
             "case": case.name,
@@ -178,6 +230,9 @@ def _main_run(run: DatasetRun, case: Case, ldseg: Segmenter, settings: Settings)
         }
     )
     run.add_time("metrics", time.perf_counter() - t1)
+    t2 = time.perf_counter()
+    run.ceiling_rows.append(ceiling_row(case.name, ldseg, case.image, case.ref))
+    run.add_time("autoencoder ceiling", time.perf_counter() - t2)
     return row["dice_mean"]
 
 
@@ -214,6 +269,11 @@ def _baseline_run(run: DatasetRun, case: Case, baseline: Segmenter, settings: Se
     row = evaluate_case(case.name, result.classes, case.ref, case.spacing, list(baseline.config.class_names))
     row["seconds"] = result.seconds["total"]
     run.baseline_rows.append(row)
+    t1 = time.perf_counter()
+    wrong = error_mask(result.classes, case.ref)
+    # one pass (or one sample): no SD map to score
+    add_detectors(run.detectors, "baseline", detector_scores(result.probabilities, result.classes, case.spacing), wrong)
+    run.add_time("metrics", time.perf_counter() - t1)
     return row["dice_mean"]
 
 

@@ -10,8 +10,8 @@ import math
 
 from ldseg.evaluation.cases import summarize
 
-from .datasets import DICE_TARGET, ROBUSTNESS_SIGMA, SD_AUROC_TARGET
-from .runs import DatasetRun
+from .datasets import DICE_TARGET, DISAGREEMENT_AUROC_TARGET, GED_TARGET, ROBUSTNESS_SIGMA, SD_AUROC_TARGET
+from .runs import DETECTORS, DatasetRun
 
 
 def stats(values) -> dict:
@@ -108,6 +108,30 @@ def uncertainty_summary(run: DatasetRun) -> dict:
     }
 
 
+def detectors_summary(detectors: dict) -> list[dict]:
+    """Pooled AUROC of each (model, score) for that model's own wrong voxels, LDSeg first."""
+    out = []
+    for (model, score), pooled in detectors.items():
+        out.append(
+            {
+                "model": model,
+                "score": score,
+                "description": DETECTORS[score],
+                "pooled_auroc": pooled.value(),
+                "wrong_voxels": pooled.positives,
+                "voxels": pooled.positives + pooled.negatives,
+                "cases": pooled.cases,
+            }
+        )
+    models, scores = ["ldseg", "baseline"], list(DETECTORS)
+    return sorted(out, key=lambda r: (models.index(r["model"]), scores.index(r["score"])))
+
+
+def ceiling_summary(rows: list[dict]) -> dict | None:
+    """summarize()'s statistics of the autoencoder-ceiling Dice columns."""
+    return summarize(rows) if rows else None
+
+
 def dataset_summary(run: DatasetRun) -> dict:
     return {
         "ldseg": summarize(run.ldseg_rows),
@@ -117,6 +141,8 @@ def dataset_summary(run: DatasetRun) -> dict:
         "steps_on_slow_subset": steps_summary(run, slow_subset(run)) if slow_subset(run) else None,
         "noise": noise_summary(run),
         "uncertainty": uncertainty_summary(run),
+        "detectors": detectors_summary(run.detectors),
+        "ceiling": ceiling_summary(run.ceiling_rows),
     }
 
 
@@ -162,4 +188,48 @@ def dataset_targets(spec, summary: dict | None, skip_reason: str, subset_note: s
         add(text, None, None, "no wrong or no right voxels")
     else:
         add(text, f"{auroc:.3f} (pooled)", auroc >= SD_AUROC_TARGET)
+    return targets
+
+
+def rater_targets(spec, summary: dict | None, skip_reason: str, subset_note: str) -> list[dict]:
+    """The multi-rater targets (GED, ECE against the Res-UNet's, disagreement AUROC), from the numbers."""
+    targets = []
+    ged_text = f"{spec.key}: GED (N samples vs the raters, mean over slices) ≤ {GED_TARGET}"
+    ece_text = f"{spec.key}: ECE (mean foreground probability vs rater share) lower than the Res-UNet's"
+    auroc_text = (
+        f"{spec.key}: SD AUROC for rater-disagreement pixels ≥ {DISAGREEMENT_AUROC_TARGET} "
+        "and above the Res-UNet's 1 − max p"
+    )
+
+    def add(text, value, reached, reason=""):
+        status = _verdict(reached, reason)
+        if reached is not None and subset_note:
+            status += f" ({subset_note})"
+        targets.append({"dataset": spec.key, "target": text, "value": value, "status": status})
+
+    if summary is None:
+        for text in (ged_text, ece_text, auroc_text):
+            add(text, None, None, skip_reason)
+        return targets
+    ldseg, base = summary["models"]["ldseg"], summary["models"].get("baseline")
+    ged = ldseg["cases"]["ged"]["mean"]
+    add(ged_text, f"{ged:.3f}", ged <= GED_TARGET)
+    auroc = ldseg["disagreement_auroc"]
+    if base is None:
+        add(ece_text, None, None, "no baseline model")
+    else:
+        add(ece_text, f"LDSeg {ldseg['ece']:.4f} vs Res-UNet {base['ece']:.4f}", ldseg["ece"] < base["ece"])
+    if math.isnan(auroc):
+        add(auroc_text, None, None, "no disagreement or no agreement pixels")
+    elif base is None:
+        # below the bar is a verdict without the baseline; above it needs the comparison
+        reached = False if auroc < DISAGREEMENT_AUROC_TARGET else None
+        add(auroc_text, f"{auroc:.3f} (pooled)", reached, "no baseline model")
+    else:
+        base_auroc = base["disagreement_auroc"]
+        add(
+            auroc_text,
+            f"LDSeg {auroc:.3f} vs Res-UNet {base_auroc:.3f} (pooled)",
+            auroc >= DISAGREEMENT_AUROC_TARGET and auroc > base_auroc,
+        )
     return targets

@@ -23,6 +23,7 @@ __all__ = [
     "prepare_image",
     "labels_to_classes",
     "prepare_label",
+    "resample_classes",
     "classes_to_labels",
     "resize",
 ]
@@ -153,7 +154,11 @@ def prepare_label(labels: np.ndarray, pre: Preprocessing, source: str) -> torch.
     which keeps thin structures better than nearest-neighbour and never
     invents classes.
     """
-    classes = torch.from_numpy(labels_to_classes(labels, pre, source))
+    return resample_classes(torch.from_numpy(labels_to_classes(labels, pre, source)), pre)
+
+
+def resample_classes(classes: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
+    """A class-index map (int64, *spatial) on ``pre.grid``, as :func:`prepare_label` resamples it."""
     if tuple(classes.shape) == tuple(pre.grid):
         return classes.contiguous()
     one_hot = F.one_hot(classes, pre.num_classes).movedim(-1, 0)

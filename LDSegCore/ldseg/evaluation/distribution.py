@@ -49,6 +49,15 @@ def _as_set(maps, what: str) -> np.ndarray:
     return arr.reshape(arr.shape[0], -1).astype(np.int64, copy=False)
 
 
+def _present(maps: np.ndarray) -> np.ndarray:
+    """The distinct values of ``maps``, sorted. Class indices are small and
+    non-negative: counting them is many times faster than np.unique's hashing,
+    which dominated the multi-rater evaluation's time."""
+    if maps.size and maps.min() >= 0:
+        return np.flatnonzero(np.bincount(maps.ravel()))
+    return np.unique(maps)
+
+
 def distance_matrix(first, second) -> np.ndarray:
     """d(first[i], second[j]) for all pairs, shape (len(first), len(second)).
 
@@ -60,7 +69,7 @@ def distance_matrix(first, second) -> np.ndarray:
     b = _as_set(second, "second set")
     if a.shape[1] != b.shape[1]:
         raise InputError(f"maps of {a.shape[1]} and {b.shape[1]} voxels cannot be compared")
-    classes = np.union1d(np.unique(a), np.unique(b))
+    classes = np.union1d(_present(a), _present(b))
     iou_sum = np.zeros((a.shape[0], b.shape[0]))
     present = np.zeros((a.shape[0], b.shape[0]))
     for c in classes[classes != 0]:

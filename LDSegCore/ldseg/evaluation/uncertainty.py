@@ -6,15 +6,34 @@ curve (AUROC) of the SD as a score for "wrong voxel". Per case,
 :func:`ldseg.evaluation.metrics.roc_auc` does it; :class:`PooledAUROC` pools the voxels
 of many cases (millions for a 2D histology test set) exactly, keeping per
 case only a table of distinct scores with their wrong / right counts.
+
+Baselines for the SD map, scored the same way: 1 - the largest class
+probability, the entropy of the class probabilities, and the distance to the
+predicted label map's nearest boundary (:func:`boundary_score`), which needs
+no model output beyond the label map itself.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import InputError
 
-__all__ = ["error_mask", "count_table", "auroc_from_counts", "PooledAUROC"]
+__all__ = [
+    "error_mask",
+    "count_table",
+    "auroc_from_counts",
+    "PooledAUROC",
+    "max_probability_doubt",
+    "probability_entropy",
+    "boundary_distance",
+    "boundary_score",
+]
+
+#: PooledAUROC merges its per-case tables once it holds this many, so that
+#: scores shared across cases (saturated probabilities, distances) are kept once.
+MERGE_EVERY = 16
 
 
 def error_mask(pred, ref) -> np.ndarray:
@@ -75,6 +94,7 @@ class PooledAUROC:
         self._tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.positives = 0
         self.negatives = 0
+        self.cases = 0
 
     def add(self, scores, positives) -> None:
         """Add one case: ``scores`` (any shape) and its boolean targets."""
@@ -82,14 +102,64 @@ class PooledAUROC:
         self._tables.append((values, pos, neg))
         self.positives += int(pos.sum())
         self.negatives += int(neg.sum())
+        self.cases += 1
+        if len(self._tables) >= MERGE_EVERY:
+            self._tables = [self._merged()]
 
-    @property
-    def cases(self) -> int:
-        return len(self._tables)
+    def _merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All tables as one, each distinct score once (the counts summed)."""
+        values, pos, neg = (np.concatenate(parts) for parts in zip(*self._tables))
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return (
+            distinct,
+            np.bincount(inverse, weights=pos, minlength=distinct.size).astype(np.int64),
+            np.bincount(inverse, weights=neg, minlength=distinct.size).astype(np.int64),
+        )
 
     def value(self) -> float:
         """The pooled AUROC; nan if no positive or no negative was added."""
         if not self._tables:
             return float("nan")
-        values, pos, neg = (np.concatenate(parts) for parts in zip(*self._tables))
-        return auroc_from_counts(values, pos, neg)
+        return auroc_from_counts(*self._merged())
+
+
+def max_probability_doubt(probabilities) -> np.ndarray:
+    """1 - the largest class probability per voxel; ``probabilities`` (C, *spatial)."""
+    return 1.0 - np.asarray(probabilities, dtype=np.float64).max(axis=0)
+
+
+def probability_entropy(probabilities) -> np.ndarray:
+    """Entropy -sum_c p_c ln p_c per voxel (nats; 0 ln 0 = 0); ``probabilities`` (C, *spatial)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, -p * np.log(p), 0.0)
+    return terms.sum(axis=0)
+
+
+def boundary_distance(classes, spacing=None) -> np.ndarray:
+    """Per voxel, the distance from its centre to the nearest centre of a voxel
+    of ANOTHER class in the label map ``classes``: 1 (one voxel) on both sides
+    of a boundary, growing inside the regions; inf where the map holds one class.
+
+    ``spacing`` is in SimpleITK order ((x, y[, z]), as the image readers give
+    it) and reversed to the numpy axes; None: voxel units.
+    """
+    classes = np.asarray(classes)
+    sampling = None if spacing is None else tuple(float(s) for s in reversed(tuple(spacing)))
+    if sampling is not None and len(sampling) != classes.ndim:
+        raise InputError(f"spacing {tuple(spacing)} does not fit a {classes.ndim}-D label map")
+    distance = np.full(classes.shape, np.inf)
+    present = np.unique(classes)
+    if present.size < 2:
+        return distance
+    for c in present:
+        inside = classes == c
+        # the EDT of a class's mask is, inside it, the distance to the nearest voxel outside it
+        distance[inside] = ndimage.distance_transform_edt(inside, sampling=sampling)[inside]
+    return distance
+
+
+def boundary_score(classes, spacing=None) -> np.ndarray:
+    """The trivial uncertainty "near the predicted boundary": minus :func:`boundary_distance`
+    (voxels nearest a boundary score highest; a map without boundary scores -inf everywhere)."""
+    return -boundary_distance(classes, spacing)

@@ -66,6 +66,12 @@ class LDSegNet(nn.Module):
         the image where the model has a refiner)."""
         return self.refine(self.decoder(z), image)
 
+    def autoencode(self, labels: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        """Class-index map (B, *grid) -> label encoder -> z_0 -> decoder: class
+        logits on the model grid, no diffusion. The accuracy the latent allows
+        (a sampled z_0 can at best reproduce the label's own)."""
+        return self.decode(self.encode_label(labels), image)
+
     def refine(self, coarse: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
         if self.refiner is None:
             return coarse
