@@ -8,6 +8,7 @@ how well the SD map and 1 - max p find the wrong voxels (pooled AUROC). For
 a Res-UNet: its Dice and its softmax's 1 - max p AUROC.
 
     python scripts/recipe_probe.py MODEL.safetensors DATASET [--samples 10] [--json OUT]
+        [--sampler ddim|ddpm] [--steps K] [--eta ETA]   (default: the model's sampler, K, eta 0)
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def foreground_dice(pred: np.ndarray, ref: np.ndarray, classes: int) -> float:
     return float(dice_per_class(pred, ref, classes)[1:].mean())
 
 
-def probe(model_path: Path, dataset: Path, samples: int) -> dict:
+def probe(
+    model_path: Path, dataset: Path, samples: int, sampler: str | None = None, steps: int | None = None, eta=0.0
+) -> dict:
     model, _ = load_model(model_path)
     config = model.config
     arch = architecture_of(config)
@@ -59,9 +62,10 @@ def probe(model_path: Path, dataset: Path, samples: int) -> dict:
             z_i = model.encode_image(x).float()
             opts = SamplingOptions(
                 samples=samples,
-                steps=config.diffusion.sampling_steps,
+                steps=steps or config.diffusion.sampling_steps,
+                eta=eta,
                 seed=0,
-                sampler=config.diffusion.sampler,
+                sampler=sampler or config.diffusion.sampler,
                 restandardize=config.diffusion.restandardize,
             )
             shape = (config.network.latent_channels, *z_i.shape[2:])
@@ -98,6 +102,7 @@ def probe(model_path: Path, dataset: Path, samples: int) -> dict:
         architecture=config.architecture,
         epochs=config.training.get("epochs"),
         best_epoch=config.training.get("best_epoch"),
+        sampling={"sampler": sampler or config.diffusion.sampler, "steps": steps, "eta": eta},
     )
     return out
 
@@ -108,9 +113,12 @@ def main() -> int:
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--sampler", choices=("ddim", "ddpm"), default=None)
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps K (default: the model's)")
+    ap.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic steps, 1: DDPM-like)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    result = probe(args.model, args.dataset, args.samples)
+    result = probe(args.model, args.dataset, args.samples, args.sampler, args.steps, args.eta)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
