@@ -159,7 +159,7 @@ def test_report_end_to_end_on_two_hippocampus_cases(shared_data, tmp_path):
         "### 5. Error detectors",
         "### 6. Autoencoder ceiling",
         "### 7. Ablation",
-        "**Not run**: the ablation",
+        "**Not run on the test set**: the variants",
     ):
         assert heading in report
     assert "--limit 2" in report and "not test-set results" in report

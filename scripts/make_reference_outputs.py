@@ -24,6 +24,7 @@ CASES = [
     ("hippocampus", "hippocampus", "hippocampus_393.nii.gz"),
     ("hippocampus", "hippocampus", "hippocampus_350.nii.gz"),
     ("glas", "glas/testA", "testA_1.png"),
+    ("lidc", "lidc", "LIDC-IDRI-0848_nodule-0_slice-1.png"),  # a test patient of docs/evaluation/lidc-split.json
 ]
 SETTINGS = dict(samples=3, steps=2, seed=7)
 
