@@ -268,3 +268,19 @@ def test_fine_tune_to_new_classes_without_a_grid_takes_the_init_models(dataset):
     assert config.class_names == ("background", "femoral", "tibial")
     assert config.preprocessing.grid == base.preprocessing.grid
     assert config.network == base.network and state is not None
+
+
+def test_an_epoch_whose_every_step_is_skipped_finishes_and_says_so(dataset, tmp_path, capsys, monkeypatch):
+    """Non-finite gradients skip the update (as a grad scaler would); an epoch
+    of only skipped steps has no loss, and must not crash the run."""
+    from ldseg.training.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "_gradients_finite", lambda self: False)
+    out = tmp_path / "m.safetensors"
+    args = ["--size", "tiny", "--grid", "16", "24", "16", "--epochs", "1", "--cases", "2", "--batch-size", "2"]
+    code = main(["train", str(dataset), "-o", str(out), *args, "--val-fraction", "0", "--progress", "json"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "epoch 1/1 no update (non-finite gradients)" in err
+    log = [json.loads(line) for line in (tmp_path / "m.run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and "loss" not in log[0]

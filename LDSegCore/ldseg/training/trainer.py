@@ -332,7 +332,9 @@ class Trainer:
             self.progress(
                 "train",
                 self.fraction_done(),
-                f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f}"
+                f"epoch {self.epoch}/{opts.epochs}"
+                # an epoch whose every step was skipped (non-finite gradients) has no loss to show
+                + (f" loss {row['loss']:.4f}" if "loss" in row else " no update (non-finite gradients)")
                 + (f" val Dice {row['val_dice']:.3f}" if "val_dice" in row else ""),
                 epoch=self.epoch,
                 epochs=opts.epochs,
