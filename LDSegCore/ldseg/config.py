@@ -255,22 +255,19 @@ class DiffusionConfig:
             raise ValueError("need cosine_s >= 0 and 0 < max_beta < 1")
 
 
+#: The paper's own design: eps-prediction, the decoder on z_t - eps_hat (eq. 12), no refiner.
+_PAPER_DESIGN: dict[str, Any] = {"prediction": "eps", "decoder_input": "paper", "refine_width": 0}
+
 #: The recipes a new LDSeg model can start from: the defaults above (chosen
 #: by the controlled runs of docs/experiments.md), or the paper's own design
 #: (an honest baseline, and what papers that cite LDSeg describe).
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
-    "paper": {"prediction": "eps", "decoder_input": "paper", "refine_width": 0},
+    "paper": {**_PAPER_DESIGN},
     # the paper's Table V ablations of its own design: encoders replaced by plain down-sampling
-    "paper-ld": {"prediction": "eps", "decoder_input": "paper", "refine_width": 0, "label_encoder": "downsample"},
-    "paper-id": {"prediction": "eps", "decoder_input": "paper", "refine_width": 0, "image_encoder": "downsample"},
-    "paper-ld-id": {
-        "prediction": "eps",
-        "decoder_input": "paper",
-        "refine_width": 0,
-        "label_encoder": "downsample",
-        "image_encoder": "downsample",
-    },
+    "paper-ld": {**_PAPER_DESIGN, "label_encoder": "downsample"},
+    "paper-id": {**_PAPER_DESIGN, "image_encoder": "downsample"},
+    "paper-ld-id": {**_PAPER_DESIGN, "label_encoder": "downsample", "image_encoder": "downsample"},
 }
 
 #: Values of fields that model files of an earlier format did not store: a

@@ -34,8 +34,19 @@ GED_TARGET = 0.25
 DISAGREEMENT_AUROC_TARGET = 0.85
 
 
+class _DefaultModels:
+    """The model and baseline a spec evaluates unless told otherwise: the first
+    of its ``default_models`` / ``default_baselines`` that exists."""
+
+    def default_model(self) -> Path:
+        return _first_existing(self.default_models)
+
+    def default_baseline(self) -> Path:
+        return _first_existing(self.default_baselines)
+
+
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSpec(_DefaultModels):
     key: str  # used in option and file names
     title: str
     folder: str  # below the data root
@@ -48,12 +59,6 @@ class DatasetSpec:
 
     def test_pairs(self, data_root: Path) -> list[CasePair]:
         return find_pairs(Path(data_root) / self.folder)[self.first_test_case :]
-
-    def default_model(self) -> Path:
-        return _first_existing(self.default_models)
-
-    def default_baseline(self) -> Path:
-        return _first_existing(self.default_baselines)
 
 
 def _first_existing(candidates: tuple[str, ...]) -> Path:
@@ -95,7 +100,7 @@ DATASETS = {
 
 
 @dataclass(frozen=True)
-class RaterDatasetSpec:
+class RaterDatasetSpec(_DefaultModels):
     """A data set with several raters per case; the test patients come from a split file."""
 
     key: str
@@ -117,12 +122,6 @@ class RaterDatasetSpec:
         group_by = self.split()["group_by"]
         return [p for p in find_pairs(Path(data_root) / self.folder) if case_group(p.name, group_by) in wanted]
 
-    def default_model(self) -> Path:
-        return _first_existing(self.default_models)
-
-    def default_baseline(self) -> Path:
-        return _first_existing(self.default_baselines)
-
 
 LIDC = RaterDatasetSpec(
     key="lidc",
@@ -135,7 +134,7 @@ LIDC = RaterDatasetSpec(
 
 
 @dataclass(frozen=True)
-class FewCasesSpec:
+class FewCasesSpec(_DefaultModels):
     """Models trained for a new task from a few cases, tested on a held-out data set.
 
     Their files are no shipped models and no baselines: given by option,
@@ -151,12 +150,6 @@ class FewCasesSpec:
 
     def test_pairs(self, data_root: Path) -> list[CasePair]:
         return self.test.test_pairs(data_root)
-
-    def default_model(self) -> Path:
-        return _first_existing(self.default_models)
-
-    def default_baseline(self) -> Path:
-        return _first_existing(self.default_baselines)
 
 
 FEWCASES = FewCasesSpec(

@@ -152,15 +152,20 @@ def _verdict(reached: bool | None, reason: str = "") -> str:
     return "reached" if reached else "not reached"
 
 
+def _target(spec, subset_note: str, text: str, value, reached, reason: str = "") -> dict:
+    """One target row: its verdict, marked with the subset it was measured on."""
+    status = _verdict(reached, reason)
+    if reached is not None and subset_note:
+        status += f" ({subset_note})"
+    return {"dataset": spec.key, "target": text, "value": value, "status": status}
+
+
 def dataset_targets(spec, summary: dict | None, skip_reason: str, subset_note: str) -> list[dict]:
     """The dataset's three targets with value and verdict, from the numbers."""
     targets = []
 
     def add(text, value, reached, reason=""):
-        status = _verdict(reached, reason)
-        if reached is not None and subset_note:
-            status += f" ({subset_note})"
-        targets.append({"dataset": spec.key, "target": text, "value": value, "status": status})
+        targets.append(_target(spec, subset_note, text, value, reached, reason))
 
     if summary is None:
         add(spec.dice_target_text, None, None, skip_reason)
@@ -202,10 +207,7 @@ def rater_targets(spec, summary: dict | None, skip_reason: str, subset_note: str
     )
 
     def add(text, value, reached, reason=""):
-        status = _verdict(reached, reason)
-        if reached is not None and subset_note:
-            status += f" ({subset_note})"
-        targets.append({"dataset": spec.key, "target": text, "value": value, "status": status})
+        targets.append(_target(spec, subset_note, text, value, reached, reason))
 
     if summary is None:
         for text in (ged_text, ece_text, auroc_text):
