@@ -284,3 +284,30 @@ def test_an_epoch_whose_every_step_is_skipped_finishes_and_says_so(dataset, tmp_
     assert "epoch 1/1 no update (non-finite gradients)" in err
     log = [json.loads(line) for line in (tmp_path / "m.run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and "loss" not in log[0]
+
+
+# -- recipe settings of a new model ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--terminal-fraction", "1.5"), ("--terminal-fraction", "nan"), ("--image-latent-channels", "0")]
+)
+def test_an_impossible_recipe_setting_is_one_line_and_writes_nothing(dataset, tmp_path, flag, value):
+    out = tmp_path / "m.safetensors"
+    done = _ldseg(*_train_args(dataset, out, flag, value))
+    assert done.returncode == 2
+    assert flag in done.stderr.strip().splitlines()[-1]
+    assert not out.exists() and not (tmp_path / "m.run").exists()
+
+
+def test_the_recipe_settings_of_a_new_model_are_in_its_file_and_it_segments(dataset, tmp_path):
+    out = tmp_path / "m.safetensors"
+    extra = ("--terminal-fraction", "0.5", "--latent-channels", "3", "--image-latent-channels", "6")
+    done = _train(dataset, out, *extra)
+    assert done.returncode == 0, done.stderr[-2000:]
+    config, _ = load_model_file(out)
+    assert config.diffusion.terminal_fraction == 0.5
+    assert (config.network.latent_channels, config.network.image_latent_channels) == (3, 6)
+    image = dataset / "images" / f"{CASES[0]}.nii.gz"
+    result = Segmenter(out, device="cpu").segment(image, samples=2)
+    assert result.classes.shape == nib.load(str(image)).shape

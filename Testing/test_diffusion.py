@@ -169,3 +169,18 @@ def test_restandardize_is_per_sample():
     for i in range(2):
         assert out[i].mean().abs() < 1e-5
         assert (out[i].std(unbiased=False) - 1).abs() < 1e-4
+
+
+def test_terminal_fraction_puts_that_share_of_training_levels_at_T_and_leaves_the_rest_uniform():
+    s = NoiseSchedule()
+    # without it the draw is exactly the uniform one (runs trained before stay reproducible)
+    plain = s.sample_timesteps(64, torch.Generator().manual_seed(3))
+    assert torch.equal(plain, torch.randint(1, s.T + 1, (64,), generator=torch.Generator().manual_seed(3)))
+    t = s.sample_timesteps(20000, torch.Generator().manual_seed(0), terminal_fraction=0.5)
+    at_t = (t == s.T).float().mean().item()
+    assert 0.48 < at_t < 0.52  # 0.5 drawn at T, plus the uniform draw's own 1/T
+    rest = t[t != s.T]
+    assert rest.min() >= 1 and abs(rest.float().mean().item() - (s.T / 2)) < 15  # still uniform on 1..T-1
+    again = s.sample_timesteps(20000, torch.Generator().manual_seed(0), terminal_fraction=0.5)
+    assert torch.equal(t, again)
+    assert torch.equal(s.sample_timesteps(8, torch.Generator(), terminal_fraction=1.0), torch.full((8,), s.T))

@@ -70,6 +70,7 @@ def test_every_option_field_has_one_flag_whose_default_is_the_configs():
     assert recipe_settings(train) == {
         "prediction": d.prediction,
         "decoder_input": d.decoder_input,
+        "terminal_fraction": d.terminal_fraction,
         "refine_width": n.refine_width,
         "label_encoder": "learned",
         "image_encoder": "learned",
@@ -78,6 +79,7 @@ def test_every_option_field_has_one_flag_whose_default_is_the_configs():
     assert recipe_settings(paper) == {
         "prediction": "eps",
         "decoder_input": "paper",
+        "terminal_fraction": 0.0,  # the paper's uniform levels
         "refine_width": 0,
         "label_encoder": "learned",
         "image_encoder": "learned",

@@ -227,6 +227,9 @@ class DiffusionConfig:
     prediction: str = "v"  # what the denoiser predicts (PREDICTIONS; the paper: eps)
     restandardize: bool = True  # per-sample, after every sampling step
     decoder_input: str = "x0"  # paper: z_t - eps_hat (eq. 12); x0: the x0 estimate
+    # training: the fraction of each batch drawn at t = T instead of U{1..T}
+    # (paper: 0). K = 2 sampling decides its sample in the one step from T.
+    terminal_fraction: float = 0.0
     sampler: str = "ddim"  # inference defaults
     sampling_steps: int = 2  # K (paper: 2 reaches the accuracy of all 1000)
 
@@ -253,10 +256,16 @@ class DiffusionConfig:
             raise ValueError("need 0 < beta_start <= beta_end < 1")
         if not 0 <= self.cosine_s or not 0 < self.max_beta < 1:
             raise ValueError("need cosine_s >= 0 and 0 < max_beta < 1")
+        _finite("terminal_fraction", self.terminal_fraction, low=0.0, high=1.0)
 
 
 #: The paper's own design: eps-prediction, the decoder on z_t - eps_hat (eq. 12), no refiner.
-_PAPER_DESIGN: dict[str, Any] = {"prediction": "eps", "decoder_input": "paper", "refine_width": 0}
+_PAPER_DESIGN: dict[str, Any] = {
+    "prediction": "eps",
+    "decoder_input": "paper",
+    "refine_width": 0,
+    "terminal_fraction": 0.0,
+}
 
 #: The recipes a new LDSeg model can start from: the defaults above (chosen
 #: by the controlled runs of docs/experiments.md), or the paper's own design
@@ -269,6 +278,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "paper-id": {**_PAPER_DESIGN, "image_encoder": "downsample"},
     "paper-ld-id": {**_PAPER_DESIGN, "label_encoder": "downsample", "image_encoder": "downsample"},
 }
+
+#: The model-config fields a recipe sets: DiffusionConfig's, NetworkConfig's.
+RECIPE_DIFFUSION_FIELDS = ("prediction", "decoder_input", "terminal_fraction")
+RECIPE_NETWORK_FIELDS = ("refine_width", "label_encoder", "image_encoder")
 
 #: Values of fields that model files of an earlier format did not store: a
 #: missing field means the file was made when the engine used this value.
@@ -283,6 +296,7 @@ LEGACY_VALUES: dict[str, dict[str, Any]] = {
         "prediction": "eps",
         "restandardize": True,
         "decoder_input": "paper",
+        "terminal_fraction": 0.0,
         "sampler": "ddim",
         "sampling_steps": 2,
     },

@@ -55,7 +55,7 @@ class LatentDiffusion(Architecture):
         """t and noise drawn per sample from ``generator`` (on the CPU, so a
         run is reproducible on any device)."""
         b, dev = images.shape[0], images.device
-        t = self.schedule.sample_timesteps(b, generator)
+        t = self.schedule.sample_timesteps(b, generator, terminal_fraction=self.config.diffusion.terminal_fraction)
         latent = (b, self.config.network.latent_channels, *self.config.latent_grid)
         noise = torch.randn(latent, generator=generator)  # independent per sample
         t, noise = t.to(dev), noise.to(dev)

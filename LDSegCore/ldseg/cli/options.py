@@ -16,6 +16,8 @@ from ..config import (
     DECODER_INPUTS,
     PRECISIONS,
     PREDICTIONS,
+    RECIPE_DIFFUSION_FIELDS,
+    RECIPE_NETWORK_FIELDS,
     RECIPES,
     SAMPLERS,
     SCHEDULES,
@@ -149,6 +151,17 @@ def add_diffusion_options(parser: argparse.ArgumentParser) -> None:
         help=f"what the decoder sees in training: z_t - eps_hat (paper) or the x0 estimate (default {d.decoder_input})",
     )
     parser.add_argument(
+        "--terminal-fraction",
+        type=float,
+        default=None,
+        help="fraction of each training batch at t = T, the level sampling starts from "
+        f"(0: uniform levels, the paper's; default {d.terminal_fraction:g})",
+    )
+    parser.add_argument("--latent-channels", type=int, default=None, help="label latent channels (default: the size's)")
+    parser.add_argument(
+        "--image-latent-channels", type=int, default=None, help="image latent channels (default: the size's)"
+    )
+    parser.add_argument(
         "--refine-width",
         type=int,
         default=None,
@@ -160,13 +173,15 @@ def add_diffusion_options(parser: argparse.ArgumentParser) -> None:
 def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The diffusion and refiner settings of a new model: its recipe, with any
     of --prediction/--decoder-input/--refine-width given on top."""
-    settings = {"prediction": DiffusionConfig().prediction, "decoder_input": DiffusionConfig().decoder_input}
-    net = NetworkConfig()
-    settings.update(refine_width=net.refine_width, label_encoder=net.label_encoder, image_encoder=net.image_encoder)
+    d, net = DiffusionConfig(), NetworkConfig()
+    settings = {name: getattr(d, name) for name in RECIPE_DIFFUSION_FIELDS}
+    settings.update({name: getattr(net, name) for name in RECIPE_NETWORK_FIELDS})
     settings.update(RECIPES[args.recipe])
-    for name in ("prediction", "decoder_input", "refine_width"):
+    for name in ("prediction", "decoder_input", "terminal_fraction", "refine_width"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     if settings["refine_width"] < 0:
         raise InputError(f"--refine-width must be 0 or more, not {settings['refine_width']}")
+    if not 0 <= settings["terminal_fraction"] <= 1:
+        raise InputError(f"--terminal-fraction must be between 0 and 1, not {settings['terminal_fraction']}")
     return settings

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..config import DiffusionConfig, ModelConfig
+from ..config import RECIPE_DIFFUSION_FIELDS, RECIPE_NETWORK_FIELDS, DiffusionConfig, ModelConfig
 from ..data.dataset import SegmentationDataset, describe_pairing, find_pairs, split_cases
 from ..device import resolve_device
 from ..errors import InputError, OutputError
@@ -33,9 +33,7 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
     architecture = args.architecture
     if not args.init:
         recipe = recipe_settings(args)
-        diffusion = DiffusionConfig(
-            schedule=args.schedule, prediction=recipe["prediction"], decoder_input=recipe["decoder_input"]
-        )
+        diffusion = DiffusionConfig(schedule=args.schedule, **{name: recipe[name] for name in RECIPE_DIFFUSION_FIELDS})
         config = config_for_dataset(
             pairs,
             size=args.size,
@@ -50,10 +48,15 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
             downsamplings=args.downsamplings,
         )
         if config.architecture == "ldseg":
-            for key in ("refine_width", "label_encoder", "image_encoder"):
+            for key in RECIPE_NETWORK_FIELDS:
                 setattr(config.network, key, recipe[key])
         else:
             config.network.refine_width = 0
+        for key in ("latent_channels", "image_latent_channels"):
+            if getattr(args, key) is not None:
+                if getattr(args, key) < 1:
+                    raise InputError(f"--{key.replace('_', '-')} must be at least 1, not {getattr(args, key)}")
+                setattr(config.network, key, getattr(args, key))
         config.validate()
         config.title, config.description = args.title or name, args.description
         return config, None

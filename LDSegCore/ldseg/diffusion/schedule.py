@@ -82,10 +82,22 @@ class NoiseSchedule:
 
     # -- training ------------------------------------------------------------------
     def sample_timesteps(
-        self, batch: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+        self,
+        batch: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        terminal_fraction: float = 0.0,
     ) -> torch.Tensor:
-        """t ~ U{1..T}, one per sample."""
-        return torch.randint(1, self.T + 1, (batch,), generator=generator).to(device)
+        """t ~ U{1..T}, one per sample; with ``terminal_fraction`` p > 0 each
+        sample is instead at t = T with probability p. DDIM with K = 2 decides
+        its sample in the one step from T (the step to t = 1 barely moves it),
+        so uniform levels train that step in only a few samples per thousand
+        levels; p trains it directly, end to end through the decoder."""
+        t = torch.randint(1, self.T + 1, (batch,), generator=generator)
+        if terminal_fraction > 0:  # no extra draw at 0: runs without it stay bit-identical
+            at_end = torch.rand(batch, generator=generator) < terminal_fraction
+            t = torch.where(at_end, torch.full_like(t, self.T), t)
+        return t.to(device)
 
     def add_noise(self, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Forward process: z_t = a z0 + s eps."""
