@@ -236,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="2x down-samplings in the encoders, i.e. latent = grid / 2^N "
         "(default: the size's; fewer keep small structures' detail)",
     )
+    t.add_argument("--latent-channels", type=int, help="label latent channels of a new model (default: the size's)")
+    t.add_argument(
+        "--image-latent-channels", type=int, help="image latent channels of a new model (default: the size's)"
+    )
     t.add_argument(
         "--architecture",
         choices=ARCHITECTURES,

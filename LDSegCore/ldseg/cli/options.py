@@ -157,10 +157,6 @@ def add_diffusion_options(parser: argparse.ArgumentParser) -> None:
         help="fraction of each training batch at t = T, the level sampling starts from "
         f"(0: uniform levels, the paper's; default {d.terminal_fraction:g})",
     )
-    parser.add_argument("--latent-channels", type=int, default=None, help="label latent channels (default: the size's)")
-    parser.add_argument(
-        "--image-latent-channels", type=int, default=None, help="image latent channels (default: the size's)"
-    )
     parser.add_argument(
         "--refine-width",
         type=int,
@@ -172,7 +168,7 @@ def add_diffusion_options(parser: argparse.ArgumentParser) -> None:
 
 def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The diffusion and refiner settings of a new model: its recipe, with any
-    of --prediction/--decoder-input/--refine-width given on top."""
+    of --prediction/--decoder-input/--terminal-fraction/--refine-width given on top."""
     d, net = DiffusionConfig(), NetworkConfig()
     settings = {name: getattr(d, name) for name in RECIPE_DIFFUSION_FIELDS}
     settings.update({name: getattr(net, name) for name in RECIPE_NETWORK_FIELDS})

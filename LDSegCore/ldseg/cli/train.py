@@ -53,10 +53,11 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
         else:
             config.network.refine_width = 0
         for key in ("latent_channels", "image_latent_channels"):
-            if getattr(args, key) is not None:
-                if getattr(args, key) < 1:
-                    raise InputError(f"--{key.replace('_', '-')} must be at least 1, not {getattr(args, key)}")
-                setattr(config.network, key, getattr(args, key))
+            value = getattr(args, key, None)
+            if value is not None:
+                if value < 1:
+                    raise InputError(f"--{key.replace('_', '-')} must be at least 1, not {value}")
+                setattr(config.network, key, value)
         config.validate()
         config.title, config.description = args.title or name, args.description
         return config, None
