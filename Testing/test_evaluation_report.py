@@ -244,6 +244,7 @@ def test_report_lidc_and_few_cases_parts_end_to_end(shared_data, tmp_path):
     for text in ("### 1. Against the raters", "### 2. Error detectors", "### 3. Autoencoder ceiling"):
         assert text in lidc
     assert "every 5-th test patient" in lidc
+    assert "LIDC: N = 3 samples, every 5-th test patient" in report.split("## ")[0]  # the header's settings row
     figures = out / "evaluation"
     for name in ("lidc-ldseg-reliability.png", "lidc-baseline-reliability.png"):
         assert (figures / name).read_bytes().startswith(b"\x89PNG") and f"(evaluation/{name})" in lidc

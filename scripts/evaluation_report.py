@@ -353,6 +353,8 @@ def main(argv=None) -> int:
         "slow_cases": args.slow_cases,
         "sigmas": args.sigmas,
         "steps_text": ", ".join(map(str, steps)) or "the model's",
+        "lidc_every": args.lidc_every,
+        "lidc_samples": args.lidc_samples,
     }
     limit_note = (
         f"Quick check: only the first {args.limit} test case(s) of each data set (--limit {args.limit});"

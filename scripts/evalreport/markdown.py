@@ -71,12 +71,22 @@ def header_lines(machine: dict, settings: dict, wall_seconds: float, limit_note:
                 f"N = {settings['samples']} samples, DDIM K = {settings['steps_text']}, seed "
                 f"{settings['seed']}; steps sweep K ∈ {{{', '.join(map(str, settings['step_counts']))}}} "
                 f"+ single-step, K ≥ {settings['slow_steps']} on the first {settings['slow_cases']} "
-                f"test cases; noise σ ∈ {{{', '.join(_num(s, 2) for s in settings['sigmas'])}}}",
+                f"test cases; noise σ ∈ {{{', '.join(_num(s, 2) for s in settings['sigmas'])}}}"
+                + _lidc_settings(settings),
             ],
             ["Wall time", f"{wall_seconds / 60:.1f} min for the whole report"],
         ],
     )
     return lines + [""]
+
+
+def _lidc_settings(settings: dict) -> str:
+    """The LIDC section's own sample count and test subset (absent from older report JSON)."""
+    if "lidc_every" not in settings:
+        return ""
+    every = settings["lidc_every"]
+    subset = "all test patients" if every == 1 else f"every {every}-th test patient"
+    return f"; LIDC: N = {settings['lidc_samples']} samples, {subset}"
 
 
 def models_lines(models: list[dict]) -> list[str]:
