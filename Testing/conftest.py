@@ -31,12 +31,16 @@ from ldseg.nn.ldseg_net import LDSegNet  # noqa: E402
 from ldseg.training.presets import network_preset  # noqa: E402
 
 
-def make_model_file(path, *, dims=3, channels=1, grid=(16, 32, 32), label_values=(0, 1), class_names=None, seed=0):
+def make_model_file(
+    path, *, dims=3, channels=1, grid=(16, 32, 32), label_values=(0, 1), class_names=None, seed=0, orientation="none"
+):
     """A real (untrained, randomly initialized) tiny model saved as a model file."""
     torch.manual_seed(seed)
     names = class_names or ("background",) + tuple(f"class {v}" for v in label_values[1:])
     config = ModelConfig(
-        preprocessing=Preprocessing(dims=dims, channels=channels, grid=grid, label_values=label_values),
+        preprocessing=Preprocessing(
+            dims=dims, channels=channels, grid=grid, label_values=label_values, orientation=orientation
+        ),
         class_names=names,
         name=Path(path).stem,
         network=network_preset("tiny", image_attention=dims == 2),

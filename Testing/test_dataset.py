@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ldseg.config import Preprocessing
-from ldseg.data.augment import random_flip, random_intensity
+from ldseg.data.augment import left_right_axis, random_flip, random_intensity
 from ldseg.data.dataset import (
     CasePair,
     SegmentationDataset,
@@ -239,6 +239,35 @@ def test_random_flip_probability_extremes():
     both = random_flip(images, labels, generator, p=1.0)
     assert torch.equal(both[0], images.flip(2, 3))
     assert torch.equal(both[1], labels.flip(1, 2))
+
+
+def test_left_right_axis_follows_the_direction_matrix():
+    # (z, y, x) arrays: with SimpleITK's identity (LPS) and a NIfTI stored RAS, x (array axis 2) is left-right
+    assert left_right_axis(Geometry.identity(3).direction, 3) == 2
+    assert left_right_axis((-1, 0, 0, 0, -1, 0, 0, 0, 1), 3) == 2
+    # a sagittal stack: image axis 2 runs left-right, so array axis 0 does
+    assert left_right_axis((0, 0, 1, 1, 0, 0, 0, 1, 0), 3) == 0
+    # an oblique one: the nearest axis wins
+    assert left_right_axis((0.2, 0.98, 0, 0.98, -0.2, 0, 0, 0, 1), 3) == 1
+    assert left_right_axis((1, 0, 0, 1), 2) == 1
+    with pytest.raises(ValueError):
+        left_right_axis((1, 0, 0, 1), 3)
+
+
+def test_random_flip_keeps_to_the_allowed_axes_with_the_same_draws():
+    images = torch.rand(2, 1, 3, 4, 5)
+    labels = (images[:, 0] > 0.5).long()
+    allowed = torch.tensor([[False, False, True], [True, False, False]])
+    g = torch.Generator().manual_seed(0)
+    flipped, flipped_labels = random_flip(images, labels, g, p=1.0, allowed=allowed)
+    assert torch.equal(flipped[0], images[0].flip(3)) and torch.equal(flipped[1], images[1].flip(1))
+    assert torch.equal(flipped_labels[0], labels[0].flip(2))
+    # as many random values drawn as without the limit, so resumed runs stay exact
+    unlimited = torch.Generator().manual_seed(0)
+    random_flip(images, labels, unlimited)
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=unlimited))
+    with pytest.raises(ValueError):
+        random_flip(images, labels, g, allowed=torch.ones(2, 2, dtype=torch.bool))
 
 
 def test_random_intensity_is_mild_and_reproducible():

@@ -1,6 +1,7 @@
 """Training: real learning on real cases, exact resume, distributed training
 with torchrun, and fine-tuning."""
 
+import copy
 import json
 import os
 import signal
@@ -241,3 +242,49 @@ def test_time_budget_stops_after_the_epoch_that_reaches_it_and_keeps_the_best(sh
     assert read_config(tmp_path / "best.safetensors").training["epochs"] == run.best_epoch == run.epoch
     resumed = trainer()
     assert resumed.resume() and resumed.out_of_time()
+
+
+def test_3d_flips_keep_to_each_case_left_right_axis(shared_data, tmp_path):
+    """Decathlon labels name the hippocampus's anterior and posterior parts, so
+    flips along the front-back (or up-down) axis would teach a model that the
+    head may lie at either end: for 3D images flips use only the left-right axis,
+    whichever axis order the case is stored in (here a RAS crop and the same
+    crop stored as a sagittal stack), and the model file says so."""
+    import SimpleITK as sitk
+
+    from ldseg.data.dataset import CasePair
+
+    source = find_pairs(shared_data / "hippocampus")[0]
+    for kind, path in (("images", source.image), ("labels", source.label)):
+        (tmp_path / kind).mkdir()
+        permuted = sitk.PermuteAxes(sitk.ReadImage(str(path)), [2, 1, 0])  # index z, y, x: a sagittal stack
+        sitk.WriteImage(permuted, str(tmp_path / kind / "sagittal.nii.gz"))
+    pairs = [
+        source,
+        CasePair("sagittal", tmp_path / "images" / "sagittal.nii.gz", tmp_path / "labels" / "sagittal.nii.gz"),
+    ]
+    config = config_for_dataset(pairs, size="tiny", grid=(8, 8, 8), class_names=("bg", "ant", "post"))
+    data = SegmentationDataset(pairs, config.preprocessing)
+    options = TrainOptions(epochs=1, batch_size=2, validate_every=1)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(config, data, data, options, tmp_path / "run", torch.device("cpu"))
+    assert trainer.flip_axes == "left-right"
+    assert config.preprocessing.orientation == "RAS"  # both cases reach the model in one axis order
+    assert trainer._flip_allowed.tolist() == [[False, False, True], [False, False, True]]
+    stored_order = copy.deepcopy(config)
+    stored_order.preprocessing.orientation = "none"  # a model file from before the axis order existed
+    in_stored_order = SegmentationDataset(pairs, stored_order.preprocessing)
+    legacy = Trainer(stored_order, in_stored_order, None, options, tmp_path / "legacy", torch.device("cpu"))
+    assert legacy._flip_allowed.tolist() == [[False, False, True], [True, False, False]]
+    trainer.fit()
+    assert read_config(tmp_path / "run" / "best.safetensors").training["flip_axes"] == "left-right"
+    every_axis = Trainer(config, data, data, TrainOptions(flip_axes="all"), tmp_path / "all", torch.device("cpu"))
+    assert every_axis.flip_axes == "all" and every_axis._flip_allowed is None
+
+
+def test_2d_flips_use_every_axis(shared_data, tmp_path):
+    pairs = find_pairs(shared_data / "glas" / "train")[:2]
+    config = config_for_dataset(pairs, size="tiny", grid=(16, 16), class_names=("background", "gland"))
+    data = SegmentationDataset(pairs, config.preprocessing)
+    trainer = Trainer(config, data, data, TrainOptions(), tmp_path, torch.device("cpu"))
+    assert trainer.flip_axes == "all" and trainer._flip_allowed is None

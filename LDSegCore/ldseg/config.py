@@ -41,7 +41,18 @@ DOWNSAMPLES = ("conv", "maxpool")
 ENCODER_KINDS = ("learned", "downsample")
 IMAGE_LATENT_NORMS = ("layer", "batch", "none")
 INTENSITY_METHODS = ("minmax", "percentile", "zscore", "none")
+#: Axis order the model sees (ldseg.data.orientation): "none" is the file's own order (2D
+#: models, and model files from before this field); "RAS" turns 3D arrays so their axes run
+#: toward right, anterior, superior. New models get DEFAULT_ORIENTATION for their dims.
+ORIENTATIONS = ("none", "RAS")
+DEFAULT_ORIENTATION = {2: "none", 3: "RAS"}
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Axes random flips may use (TrainOptions.flip_axes). "left-right": only the image axis
+#: nearest the patient's left-right axis, so labels that name a part of the anatomy by its
+#: place (anterior / posterior hippocampus, upper / lower) keep their meaning under the
+#: flips; "all": every spatial axis; "auto": left-right for 3D images, all for 2D ones
+#: (histology and photographs have no anatomical up or front).
+FLIP_AXES = ("auto", "all", "left-right")
 OUTPUT_FORMATS = ("nifti", "nrrd", "seg.nrrd")
 
 #: Keys of one class's standard terminology (DICOM / SNOMED CT, as DICOM SEG and 3D Slicer use it):
@@ -79,6 +90,7 @@ class Preprocessing:
     intensity: str = "minmax"
     percentiles: tuple[float, float] = (0.5, 99.5)
     label_values: tuple[int, ...] = field(default=(0, 1))
+    orientation: str = "none"  # ORIENTATIONS
 
     def __post_init__(self):
         self.grid = tuple(self.grid)
@@ -109,6 +121,8 @@ class Preprocessing:
             raise ValueError(f"label_values must list at least two integers (background first), not {values!r}")
         if len(set(values)) != len(values):
             raise ValueError(f"label_values must be unique, not {values!r}")
+        if self.orientation not in ORIENTATIONS or (self.orientation != "none" and self.dims != 3):
+            raise ValueError(f"orientation must be 'none', or 'RAS' for 3D images, not {self.orientation!r}")
 
     @property
     def num_classes(self) -> int:
@@ -124,15 +138,17 @@ class Preprocessing:
             "intensity": self.intensity,
             "percentiles": [float(p) for p in self.percentiles],
             "label_values": [int(v) for v in self.label_values],
+            "orientation": self.orientation,
         }
 
     @classmethod
     def from_dict(cls, d) -> "Preprocessing":
-        """Build from :meth:`to_dict` output; ValueError if invalid."""
+        """Build from :meth:`to_dict` output; ValueError if invalid. A dict
+        without ``orientation`` predates it: arrays in their stored order."""
         if not isinstance(d, dict):
             raise ValueError(f"preprocessing must be a dict, not {type(d).__name__}")
         required = {"dims", "channels", "grid"}
-        known = required | {"intensity", "percentiles", "label_values"}
+        known = required | {"intensity", "percentiles", "label_values", "orientation"}
         missing = required - set(d)
         if missing:
             raise ValueError(f"preprocessing lacks {sorted(missing)}")
@@ -466,6 +482,7 @@ class TrainOptions:
     latent_l1: float = 0.0  # SDSeg latent-estimation loss weight (0: off)
     ema_decay: float = 0.999
     augment: bool = True  # random flips
+    flip_axes: str = "auto"  # FLIP_AXES
     seed: int = 0
     precision: str = "auto"  # auto | fp32 | bf16
     val_samples: int = 1
@@ -490,6 +507,15 @@ class TrainOptions:
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be between 0 and {MAX_SEED}")
         _choice("precision", self.precision, PRECISIONS)
+        _choice("flip_axes", self.flip_axes, FLIP_AXES)
+
+
+def resolve_flip_axes(flip_axes: str, dims: int) -> str:
+    """``"all"`` or ``"left-right"``: what ``flip_axes`` means for images of ``dims`` dimensions."""
+    _choice("flip_axes", flip_axes, FLIP_AXES)
+    if flip_axes == "auto":
+        return "left-right" if dims == 3 else "all"
+    return flip_axes
 
 
 @dataclass(frozen=True)

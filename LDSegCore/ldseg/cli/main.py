@@ -128,7 +128,8 @@ def cmd_info(args, progress: Progress) -> int:
         print(f"  {info['description']}")
     print(f"  architecture: {architecture.title}")
     print(f"  {info['dims']}D, {info['channels']} channel(s), modality: {info['modality'] or 'unspecified'}")
-    print(f"  grid {' x '.join(map(str, info['grid']))}, {info['parameters']:,} parameters")
+    axes = {"RAS": ", axes turned to R-A-S order"}.get(config.preprocessing.orientation, "")
+    print(f"  grid {' x '.join(map(str, info['grid']))}{axes}, {info['parameters']:,} parameters")
     print("  classes: " + ", ".join(f"{c['name']} (label {c['label_value']})" for c in info["classes"]))
     if architecture.stochastic:
         print(

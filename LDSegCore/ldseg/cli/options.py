@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import (
     DECODER_INPUTS,
+    FLIP_AXES,
     PRECISIONS,
     PREDICTIONS,
     RECIPE_DIFFUSION_FIELDS,
@@ -40,6 +41,8 @@ TRAIN_HELP = {
     "latent_l1": "SDSeg latent-estimation loss weight (0: off)",
     "ema_decay": "EMA decay of the denoiser",
     "augment": "random flips",
+    "flip_axes": "axes the flips use: left-right (only the patient's left-right axis, so labels named by their "
+    "place in the anatomy keep their meaning), all, or auto (left-right for 3D, all for 2D)",
     "seed": "seed of weights, data order, noise",
     "precision": "bf16 autocast where the hardware supports it (auto), or force one",
     "val_samples": "samples N per validation case",
@@ -61,7 +64,7 @@ SEGMENT_HELP = {
 RESULT_SET_OPTIONS = ("save_samples",)
 #: Field -> flag where the flag is not the field's name.
 FLAG_NAMES = {"lam": "--lambda", "memory_budget": "--memory-budget"}
-CHOICES = {"precision": PRECISIONS, "sampler": SAMPLERS}
+CHOICES = {"precision": PRECISIONS, "sampler": SAMPLERS, "flip_axes": FLIP_AXES}
 METAVARS = {"time_budget": "MINUTES", "memory_budget": "GB"}
 
 

@@ -7,9 +7,25 @@ a saved generator state reproduces its augmentations exactly.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
-__all__ = ["random_flip", "random_intensity"]
+__all__ = ["left_right_axis", "random_flip", "random_intensity"]
+
+
+def left_right_axis(direction: Sequence[float], dims: int) -> int:
+    """The array axis (arrays are ``(z, y, x)``, SimpleITK order) whose image axis
+    points closest to the patient's left-right axis.
+
+    ``direction`` is the row-major ITK direction matrix (LPS rows, one column
+    per image axis), as :class:`~ldseg.io.images.Geometry` keeps it.
+    """
+    if len(direction) != dims * dims:
+        raise ValueError(f"a {dims}D direction has {dims * dims} values, not {len(direction)}")
+    left_right_row = [abs(float(v)) for v in direction[:dims]]
+    image_axis = max(range(dims), key=lambda c: left_right_row[c])
+    return dims - 1 - image_axis
 
 
 def _uniform(shape, generator: torch.Generator) -> torch.Tensor:
@@ -22,16 +38,24 @@ def random_flip(
     labels: torch.Tensor,
     generator: torch.Generator,
     p: float = 0.5,
+    allowed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip each sample along each spatial axis with probability ``p``.
 
     ``images`` is ``(B, C, *spatial)`` and ``labels`` ``(B, *spatial)``;
-    a sample's image and label always get the same flips.
+    a sample's image and label always get the same flips. ``allowed``, a
+    ``(B, spatial)`` bool tensor, limits each sample to some axes (None: all);
+    the same random values are drawn either way.
     """
     batch, spatial = images.shape[0], images.dim() - 2
     if tuple(labels.shape) != (batch, *images.shape[2:]):
         raise ValueError(f"labels {tuple(labels.shape)} do not match images {tuple(images.shape)}")
-    flips = (_uniform((batch, spatial), generator) < p).to(images.device)
+    flips = _uniform((batch, spatial), generator) < p
+    if allowed is not None:
+        if tuple(allowed.shape) != (batch, spatial):
+            raise ValueError(f"allowed axes {tuple(allowed.shape)} do not match {batch} samples of {spatial} axes")
+        flips = flips & allowed.to(flips.device, torch.bool)
+    flips = flips.to(images.device)
     for axis in range(spatial):
         mask = flips[:, axis]
         image_mask = mask.view(batch, *([1] * (images.dim() - 1)))

@@ -353,7 +353,7 @@ class SegmentationDataset(Dataset):
         for path in pair.labels:
             labels, label_geometry = read_label(path)
             self._check_label(pair.image, path, image.spatial_shape, image.geometry, labels, label_geometry)
-            maps.append(prepare_label(labels, self.pre, str(path)))
+            maps.append(prepare_label(labels, self.pre, str(path), image.geometry))
         if len(maps) == 1:
             self._labels.append(maps[0])
         else:

@@ -3,8 +3,9 @@
 A :class:`Preprocessing` is stored in the model file so that inference treats
 new images exactly as the training images were treated: same intensity
 normalization, same model grid, same label-value <-> class mapping.
-Images are resampled to the fixed model grid (as in the LDSeg paper) and
-predictions are resampled back to the image's own size afterwards.
+Images are turned to the model's axis order (:mod:`ldseg.data.orientation`),
+resampled to the fixed model grid (as in the LDSeg paper), and predictions
+are turned back and resampled to the image's own size afterwards.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import torch.nn.functional as F
 
 from ..config import Preprocessing
 from ..errors import InputError, display_name, short_list
-from ..io.images import MedicalImage
+from ..io.images import Geometry, MedicalImage
+from .orientation import AxisTurn, canonical_turn
 
 __all__ = [
+    "axis_turn",
     "check_image",
     "normalize_intensity",
     "prepare_image",
@@ -114,11 +117,16 @@ def resize(tensor: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(tensor, size=size, mode=mode, align_corners=False, antialias=antialias)
 
 
+def axis_turn(geometry: Geometry, pre: Preprocessing) -> AxisTurn:
+    """How arrays on ``geometry``'s grid are turned into the model's axis order."""
+    return canonical_turn(geometry.direction, pre.dims, pre.orientation)
+
+
 def prepare_image(image: MedicalImage, pre: Preprocessing) -> torch.Tensor:
-    """Check, normalize and resample an image to ``(C, *grid)`` float32."""
+    """Check, normalize, turn to the model's axis order and resample an image to ``(C, *grid)`` float32."""
     check_image(image, pre)
     array = normalize_intensity(image.array, pre)
-    tensor = torch.from_numpy(np.ascontiguousarray(array))[None]
+    tensor = axis_turn(image.geometry, pre).apply(torch.from_numpy(np.ascontiguousarray(array))[None])
     return resize(tensor, pre.grid)[0].contiguous()
 
 
@@ -147,18 +155,28 @@ def labels_to_classes(labels: np.ndarray, pre: Preprocessing, source: str) -> np
     return order[positions].astype(np.int64)
 
 
-def prepare_label(labels: np.ndarray, pre: Preprocessing, source: str) -> torch.Tensor:
-    """Class map resampled to ``pre.grid`` as int64 ``(*grid)``.
+def prepare_label(
+    labels: np.ndarray, pre: Preprocessing, source: str, geometry: Geometry | None = None
+) -> torch.Tensor:
+    """Class map of a label on ``geometry``'s grid, turned as its image is and
+    resampled to ``pre.grid``, as int64 ``(*grid)`` (``geometry`` may be None
+    for a model that takes arrays in their stored order).
 
     Each class is resampled as a soft one-hot channel and the arg-max taken,
     which keeps thin structures better than nearest-neighbour and never
     invents classes.
     """
-    return resample_classes(torch.from_numpy(labels_to_classes(labels, pre, source)), pre)
+    classes = torch.from_numpy(labels_to_classes(labels, pre, source))
+    if pre.orientation != "none":
+        if geometry is None:
+            raise ValueError(f"a model in the {pre.orientation} axis order needs the label's geometry")
+        classes = axis_turn(geometry, pre).apply(classes)
+    return resample_classes(classes, pre)
 
 
 def resample_classes(classes: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
-    """A class-index map (int64, *spatial) on ``pre.grid``, as :func:`prepare_label` resamples it."""
+    """A class-index map (int64, *spatial, already in the model's axis order)
+    on ``pre.grid``, as :func:`prepare_label` resamples it."""
     if tuple(classes.shape) == tuple(pre.grid):
         return classes.contiguous()
     one_hot = F.one_hot(classes, pre.num_classes).movedim(-1, 0)

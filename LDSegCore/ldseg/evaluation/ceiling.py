@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.preprocess import prepare_image, resample_classes
+from ..data.preprocess import axis_turn, prepare_image, resample_classes
 from ..errors import InputError
 from ..inference.restore import restore_result
 from ..inference.segmenter import Segmenter
@@ -32,8 +32,9 @@ def autoencoded_classes(segmenter: Segmenter, image: MedicalImage, classes) -> n
     if classes.shape != tuple(image.spatial_shape):
         raise InputError(f"label shape {classes.shape} differs from the image's {tuple(image.spatial_shape)}")
     pre = segmenter.config.preprocessing
+    turn = axis_turn(image.geometry, pre)
     x = prepare_image(image, pre)[None].to(segmenter.device)
-    labels = resample_classes(torch.from_numpy(classes.astype(np.int64)), pre)[None].to(segmenter.device)
+    labels = resample_classes(turn.apply(torch.from_numpy(classes.astype(np.int64))), pre)[None].to(segmenter.device)
     with torch.inference_mode():
         probabilities = segmenter.model.autoencode(labels, x).float().softmax(dim=1)[0]
-        return restore_result(probabilities, None, image.spatial_shape, segmenter.restore_budget).classes
+        return restore_result(turn.undo(probabilities), None, image.spatial_shape, segmenter.restore_budget).classes

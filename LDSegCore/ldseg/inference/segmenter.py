@@ -27,7 +27,7 @@ import torch
 
 from ..architectures import architecture_of
 from ..config import DEFAULT_MEMORY_BUDGET_GB, DEFAULT_SAMPLES, SegmentOptions
-from ..data.preprocess import classes_to_labels, prepare_image
+from ..data.preprocess import axis_turn, classes_to_labels, prepare_image
 from ..device import describe, resolve_device, use_bf16
 from ..errors import InputError
 from ..io.images import Geometry, MedicalImage, check_geometry, read_image
@@ -146,6 +146,7 @@ class Segmenter:
         t0 = time.perf_counter()
         progress("load", 0.0, "reading the image")
         image = self._as_image(image, geometry)
+        turn = axis_turn(image.geometry, self.config.preprocessing)  # results go back through turn.undo
         x = prepare_image(image, self.config.preprocessing)[None].to(self.device)
         times["prepare"] = time.perf_counter() - t0
 
@@ -153,7 +154,7 @@ class Segmenter:
 
         def keep(batch: torch.Tensor) -> None:
             for one in batch:
-                kept.append(restore_result(one, None, image.spatial_shape, self.restore_budget).classes)
+                kept.append(restore_result(turn.undo(one), None, image.spatial_shape, self.restore_budget).classes)
 
         with torch.inference_mode():
             prediction = self.predictor.predict(
@@ -169,7 +170,8 @@ class Segmenter:
             )
             t3 = time.perf_counter()
             progress("decode", 0.92, "resampling to the input grid")
-            restored = restore_result(prediction.mean, prediction.sd, image.spatial_shape, self.restore_budget)
+            sd = turn.undo(prediction.sd) if prediction.sd is not None else None
+            restored = restore_result(turn.undo(prediction.mean), sd, image.spatial_shape, self.restore_budget)
             times["restore"] = time.perf_counter() - t3
         times["total"] = time.perf_counter() - t0
         return SegmentationResult(

@@ -7,8 +7,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import DiffusionConfig, ModelConfig, NetworkConfig, Preprocessing
+from ..config import DEFAULT_ORIENTATION, DiffusionConfig, ModelConfig, NetworkConfig, Preprocessing
 from ..data.dataset import CasePair
+from ..data.orientation import canonical_turn
 from ..errors import InputError
 from ..io.images import read_image, read_label
 
@@ -86,11 +87,12 @@ def config_for_dataset(
     if not pairs:
         raise InputError("no cases to infer a model configuration from")
     first = read_image(pairs[0].image)
+    orientation = DEFAULT_ORIENTATION[first.dims]
     shapes, found = [], set()
     for pair in pairs:
         for path in pair.labels:  # every rater's: one may have marked nothing
-            labels, _ = read_label(path)
-            shapes.append(labels.shape)
+            labels, geometry = read_label(path)
+            shapes.append(canonical_turn(geometry.direction, labels.ndim, orientation).shape(labels.shape))
             found.update(int(v) for v in np.unique(labels))
     values = tuple(sorted(found)) if label_values is None else tuple(int(v) for v in label_values)
     if 0 not in values:
@@ -110,6 +112,7 @@ def config_for_dataset(
         grid=tuple(int(g) for g in grid),
         intensity=intensity,
         label_values=values,
+        orientation=orientation,
     )
     config = ModelConfig(
         preprocessing=pre,

@@ -38,8 +38,8 @@ import torch.distributed as dist
 from torch import nn
 
 from ..architectures import architecture_of
-from ..config import DEFAULT_MEMORY_BUDGET_GB, ModelConfig, TrainOptions
-from ..data.augment import random_flip
+from ..config import DEFAULT_MEMORY_BUDGET_GB, ModelConfig, TrainOptions, resolve_flip_axes
+from ..data.augment import left_right_axis, random_flip
 from ..device import describe, training_policy
 from ..errors import InputError, LDSegError
 from ..evaluation.metrics import dice_per_class
@@ -109,6 +109,8 @@ class Trainer:
         self.policy = training_policy(device, options.precision)
         self.bf16 = self.policy.bf16
         self.architecture = architecture_of(config)
+        self.flip_axes = resolve_flip_axes(options.flip_axes, config.preprocessing.dims)
+        self._flip_allowed = self._allowed_flips() if self.flip_axes == "left-right" else None
 
         torch.manual_seed(options.seed)  # same initial weights on every rank
         self.model = self.architecture.build().to(device)
@@ -189,6 +191,7 @@ class Trainer:
             "world_size": self.world,
             "val_cases": len(self.val_set) if self.val_set is not None else 0,
             "options": asdict(self.options),
+            "flip_axes": self.flip_axes,  # what "auto" meant for this model
         }
         save_model(path, config, self.inference_state())
 
@@ -217,7 +220,8 @@ class Trainer:
             images = torch.stack([it[0] for it in items])
             labels = torch.stack([it[1] for it in items])
             if opts.augment:
-                images, labels = random_flip(images, labels, aug_gen)
+                allowed = self._flip_allowed[idx] if self._flip_allowed is not None else None
+                images, labels = random_flip(images, labels, aug_gen, allowed=allowed)
             step_result = self.architecture.training_step(
                 self.net, images.to(self.device), labels.to(self.device), noise_gen, opts, self.policy
             )
@@ -253,6 +257,21 @@ class Trainer:
             )
         self.scheduler.step()
         return {k: v / max(1, done) for k, v in sums.items()}
+
+    def _allowed_flips(self) -> torch.Tensor:
+        """(cases, spatial) bool: each training case's left-right array axis.
+        In the "RAS" axis order it is the last one; in a file's own order it
+        comes from the case's direction (plain sequences, as the benchmarks
+        pass: the identity direction)."""
+        pre = self.config.preprocessing
+        dims = pre.dims
+        geometries = getattr(self.train_set, "geometries", None)
+        identity = [float(r == c) for r in range(dims) for c in range(dims)]
+        directions = [g.direction for g in geometries] if geometries else [identity] * len(self.train_set)
+        allowed = torch.zeros(len(directions), dims, dtype=torch.bool)
+        for case, direction in enumerate(directions):
+            allowed[case, dims - 1 if pre.orientation == "RAS" else left_right_axis(direction, dims)] = True
+        return allowed
 
     def _training_item(self, index: int, generator: torch.Generator):
         """A multi-rater data set draws one rater's mask per case and step (from
