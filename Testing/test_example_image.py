@@ -71,6 +71,23 @@ def test_default_model_segments_the_example_plausibly(example, precision):
     assert result.sd[edge].mean() > 5 * result.sd[_eroded(_eroded(fg))].mean()  # SD on the borders
 
 
+def test_default_model_reads_a_dicom_ordered_copy_as_the_original(example, tmp_path):
+    """The same crop stored as DICOM orders it (LPS: i toward left, j toward posterior) reaches
+    the default model in the same anatomical axis order: the same segmentation, on its own grid."""
+    from ldseg.inference.segmenter import Segmenter
+
+    lps = tmp_path / "lps.nii.gz"
+    sitk.WriteImage(sitk.DICOMOrient(sitk.ReadImage(str(example)), "LPS"), str(lps))
+    segmenter = Segmenter(device="cpu", precision="fp32")
+    original = segmenter.segment(str(example), samples=10, seed=0)
+    copy = segmenter.segment(str(lps), samples=10, seed=0)
+    assert copy.geometry.direction == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    back = sitk.GetImageFromArray(copy.labels)
+    back.CopyInformation(sitk.ReadImage(str(lps)))
+    back = sitk.GetArrayFromImage(sitk.DICOMOrient(back, "RAS"))
+    assert (back == original.labels).mean() > 0.999 and (original.labels > 0).sum() > 1400
+
+
 def _eroded(mask):
     from scipy.ndimage import binary_erosion
 

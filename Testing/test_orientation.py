@@ -112,3 +112,15 @@ def test_segmenting_a_differently_stored_copy_gives_the_same_result_on_its_grid(
         assert turned.GetDirection() == RAS_STORED
         turned = sitk.GetArrayFromImage(turned)
         assert np.allclose(turned, results[0].probabilities[1], atol=1e-5)
+
+
+def test_an_array_without_geometry_is_taken_in_the_model_axis_order(restored_case, tmp_path):
+    model = make_model_file(tmp_path / "ras.safetensors", grid=(12, 16, 12), label_values=(0, 1, 2), orientation="RAS")
+    segmenter = Segmenter(model, device="cpu", precision="fp32")
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(restored_case[1].image)))  # stored LPS: turned from a file
+    as_ras = sitk.GetImageFromArray(array)
+    as_ras.SetDirection(RAS_STORED)
+    sitk.WriteImage(as_ras, str(tmp_path / "as_ras.nii.gz"))
+    bare = segmenter.segment(array, samples=2, seed=0).probabilities
+    assert np.allclose(bare, segmenter.segment(str(tmp_path / "as_ras.nii.gz"), samples=2, seed=0).probabilities)
+    assert not np.allclose(bare, segmenter.segment(str(restored_case[1].image), samples=2, seed=0).probabilities)

@@ -122,11 +122,13 @@ def axis_turn(geometry: Geometry, pre: Preprocessing) -> AxisTurn:
     return canonical_turn(geometry.direction, pre.dims, pre.orientation)
 
 
-def prepare_image(image: MedicalImage, pre: Preprocessing) -> torch.Tensor:
-    """Check, normalize, turn to the model's axis order and resample an image to ``(C, *grid)`` float32."""
+def prepare_image(image: MedicalImage, pre: Preprocessing, turn: AxisTurn | None = None) -> torch.Tensor:
+    """Check, normalize, turn to the model's axis order (``turn``; default: from
+    the image's geometry) and resample an image to ``(C, *grid)`` float32."""
     check_image(image, pre)
     array = normalize_intensity(image.array, pre)
-    tensor = axis_turn(image.geometry, pre).apply(torch.from_numpy(np.ascontiguousarray(array))[None])
+    turn = turn if turn is not None else axis_turn(image.geometry, pre)
+    tensor = turn.apply(torch.from_numpy(np.ascontiguousarray(array))[None])
     return resize(tensor, pre.grid)[0].contiguous()
 
 

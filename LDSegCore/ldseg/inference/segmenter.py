@@ -27,6 +27,7 @@ import torch
 
 from ..architectures import architecture_of
 from ..config import DEFAULT_MEMORY_BUDGET_GB, DEFAULT_SAMPLES, SegmentOptions
+from ..data.orientation import AxisTurn
 from ..data.preprocess import axis_turn, classes_to_labels, prepare_image
 from ..device import describe, resolve_device, use_bf16
 from ..errors import InputError
@@ -126,7 +127,8 @@ class Segmenter:
         progress: Callable[..., None] = null_progress,
     ) -> SegmentationResult:
         """Segment one image: a file/folder path, a MedicalImage, or an array
-        (spatial for gray, channels-first (C, *spatial) otherwise) with its geometry.
+        (spatial for gray, channels-first (C, *spatial) otherwise) with its geometry
+        (an array without one is taken as already in the model's axis order).
 
         The settings come as a ``request`` (checked when it was made) or as
         keywords (checked here: :class:`~ldseg.config.SegmentOptions`);
@@ -145,9 +147,12 @@ class Segmenter:
         times: dict[str, float] = {}
         t0 = time.perf_counter()
         progress("load", 0.0, "reading the image")
+        pre = self.config.preprocessing
+        # an array given without a geometry says nothing of its anatomy: taken in the model's axis order
+        bare = geometry is None and not isinstance(image, (MedicalImage, str, os.PathLike))
         image = self._as_image(image, geometry)
-        turn = axis_turn(image.geometry, self.config.preprocessing)  # results go back through turn.undo
-        x = prepare_image(image, self.config.preprocessing)[None].to(self.device)
+        turn = AxisTurn.identity(pre.dims) if bare else axis_turn(image.geometry, pre)  # results: turn.undo
+        x = prepare_image(image, pre, turn)[None].to(self.device)
         times["prepare"] = time.perf_counter() - t0
 
         kept: list[np.ndarray] = []
@@ -175,7 +180,7 @@ class Segmenter:
             times["restore"] = time.perf_counter() - t3
         times["total"] = time.perf_counter() - t0
         return SegmentationResult(
-            labels=classes_to_labels(restored.classes, self.config.preprocessing),
+            labels=classes_to_labels(restored.classes, pre),
             classes=restored.classes,
             probabilities=restored.probabilities,
             sd=restored.sd,
