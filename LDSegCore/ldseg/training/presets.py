@@ -92,7 +92,9 @@ def config_for_dataset(
     for pair in pairs:
         for path in pair.labels:  # every rater's: one may have marked nothing
             labels, geometry = read_label(path)
-            shapes.append(canonical_turn(geometry.direction, labels.ndim, orientation).shape(labels.shape))
+            # (a label of other dims is refused with a clear error when the data set is loaded)
+            turn = canonical_turn(geometry.direction, labels.ndim, orientation if labels.ndim == first.dims else "none")
+            shapes.append(turn.shape(labels.shape))
             found.update(int(v) for v in np.unique(labels))
     values = tuple(sorted(found)) if label_values is None else tuple(int(v) for v in label_values)
     if 0 not in values:
