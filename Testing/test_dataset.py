@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from ldseg.config import Preprocessing
-from ldseg.data.augment import left_right_axis, random_flip, random_intensity
+from ldseg.data.augment import random_flip, random_intensity
 from ldseg.data.dataset import (
     CasePair,
     SegmentationDataset,
     find_pairs,
     split_cases,
 )
+from ldseg.data.orientation import left_right_axis
 from ldseg.errors import InputError
 from ldseg.io.images import Geometry, write_image
 

@@ -7,25 +7,9 @@ a saved generator state reproduces its augmentations exactly.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
-__all__ = ["left_right_axis", "random_flip", "random_intensity"]
-
-
-def left_right_axis(direction: Sequence[float], dims: int) -> int:
-    """The array axis (arrays are ``(z, y, x)``, SimpleITK order) whose image axis
-    points closest to the patient's left-right axis.
-
-    ``direction`` is the row-major ITK direction matrix (LPS rows, one column
-    per image axis), as :class:`~ldseg.io.images.Geometry` keeps it.
-    """
-    if len(direction) != dims * dims:
-        raise ValueError(f"a {dims}D direction has {dims * dims} values, not {len(direction)}")
-    left_right_row = [abs(float(v)) for v in direction[:dims]]
-    image_axis = max(range(dims), key=lambda c: left_right_row[c])
-    return dims - 1 - image_axis
+__all__ = ["random_flip", "random_intensity"]
 
 
 def _uniform(shape, generator: torch.Generator) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["AxisTurn", "canonical_turn"]
+__all__ = ["AxisTurn", "canonical_turn", "left_right_axis"]
 
 #: Sign of the LPS direction each image axis of an "RAS" array points along:
 #: axis 0 toward R (-L), axis 1 toward A (-P), axis 2 toward S.
@@ -92,3 +92,17 @@ def canonical_turn(direction: Sequence[float], dims: int, orientation: str) -> A
         order.append(dims - 1 - col)
         reverse.append(matrix[row][col] * _RAS_SIGNS[row] < 0)
     return AxisTurn(tuple(order), tuple(reverse))
+
+
+def left_right_axis(direction: Sequence[float], dims: int) -> int:
+    """The array axis (arrays are ``(z, y, x)``, SimpleITK order) whose image axis
+    points closest to the patient's left-right axis.
+
+    ``direction`` is the row-major ITK direction matrix (LPS rows, one column
+    per image axis), as :class:`~ldseg.io.images.Geometry` keeps it.
+    """
+    if len(direction) != dims * dims:
+        raise ValueError(f"a {dims}D direction has {dims * dims} values, not {len(direction)}")
+    left_right_row = [abs(float(v)) for v in direction[:dims]]
+    image_axis = max(range(dims), key=lambda c: left_right_row[c])
+    return dims - 1 - image_axis

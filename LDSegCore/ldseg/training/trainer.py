@@ -39,7 +39,8 @@ from torch import nn
 
 from ..architectures import architecture_of
 from ..config import DEFAULT_MEMORY_BUDGET_GB, ModelConfig, TrainOptions, resolve_flip_axes
-from ..data.augment import left_right_axis, random_flip
+from ..data.augment import random_flip
+from ..data.orientation import left_right_axis
 from ..device import describe, training_policy
 from ..errors import InputError, LDSegError
 from ..evaluation.metrics import dice_per_class
