@@ -51,7 +51,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 #: nearest the patient's left-right axis, so labels that name a part of the anatomy by its
 #: place (anterior / posterior hippocampus, upper / lower) keep their meaning under the
 #: flips; "all": every spatial axis; "auto": left-right for 3D images, all for 2D ones
-#: (histology and photographs have no anatomical up or front).
+#: (histology and photographs have no anatomical up or front). Classes named by a side
+#: (ldseg.data.laterality) are swapped by a left-right flip, or rule it out when unpaired.
 FLIP_AXES = ("auto", "all", "left-right")
 OUTPUT_FORMATS = ("nifti", "nrrd", "seg.nrrd")
 

@@ -42,7 +42,9 @@ TRAIN_HELP = {
     "ema_decay": "EMA decay of the denoiser",
     "augment": "random flips",
     "flip_axes": "axes the flips use: left-right (only the patient's left-right axis, so labels named by their "
-    "place in the anatomy keep their meaning), all, or auto (left-right for 3D, all for 2D)",
+    "place in the anatomy keep their meaning), all, or auto (left-right for 3D, all for 2D); a left-right "
+    "flip swaps classes named as a left/right pair (kidney_left, kidney_right) and is not made at all "
+    "when a class names a side without a partner",
     "seed": "seed of weights, data order, noise",
     "precision": "bf16 autocast where the hardware supports it (auto), or force one",
     "val_samples": "samples N per validation case",

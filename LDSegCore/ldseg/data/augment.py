@@ -23,13 +23,17 @@ def random_flip(
     generator: torch.Generator,
     p: float = 0.5,
     allowed: torch.Tensor | None = None,
+    mirror: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip each sample along each spatial axis with probability ``p``.
 
-    ``images`` is ``(B, C, *spatial)`` and ``labels`` ``(B, *spatial)``;
-    a sample's image and label always get the same flips. ``allowed``, a
-    ``(B, spatial)`` bool tensor, limits each sample to some axes (None: all);
-    the same random values are drawn either way.
+    ``images`` is ``(B, C, *spatial)`` and ``labels`` ``(B, *spatial)`` class
+    indices; a sample's image and label always get the same flips. ``allowed``,
+    a ``(B, spatial)`` bool tensor, limits each sample to some axes (None: all);
+    the same random values are drawn either way. ``mirror`` = ``(axis, swap)``:
+    a sample flipped along its left-right ``axis`` (``(B,)``) has its labels
+    mapped through ``swap`` (class index -> class index), so a left kidney
+    that a flip puts on the right is labelled right.
     """
     batch, spatial = images.shape[0], images.dim() - 2
     if tuple(labels.shape) != (batch, *images.shape[2:]):
@@ -46,6 +50,10 @@ def random_flip(
         label_mask = mask.view(batch, *([1] * (labels.dim() - 1)))
         images = torch.where(image_mask, images.flip(axis + 2), images)
         labels = torch.where(label_mask, labels.flip(axis + 1), labels)
+    if mirror is not None:
+        axis, swap = mirror
+        mirrored = flips.gather(1, axis.to(flips.device).view(batch, 1)).to(labels.device)
+        labels = torch.where(mirrored.view(batch, *([1] * (labels.dim() - 1))), swap.to(labels.device)[labels], labels)
     return images, labels
 
 

@@ -40,6 +40,7 @@ from torch import nn
 from ..architectures import architecture_of
 from ..config import DEFAULT_MEMORY_BUDGET_GB, ModelConfig, TrainOptions, resolve_flip_axes
 from ..data.augment import random_flip
+from ..data.laterality import laterality
 from ..data.orientation import left_right_axis
 from ..device import describe, training_policy
 from ..errors import InputError, LDSegError
@@ -111,7 +112,11 @@ class Trainer:
         self.bf16 = self.policy.bf16
         self.architecture = architecture_of(config)
         self.flip_axes = resolve_flip_axes(options.flip_axes, config.preprocessing.dims)
-        self._flip_allowed = self._allowed_flips() if self.flip_axes == "left-right" else None
+        self.laterality = laterality(config.class_names)
+        self._left_right = self._left_right_axes()
+        self._flip_allowed = self._allowed_flips()
+        swaps = self.laterality.pairs and self.laterality.flips_left_right
+        self._side_swap = torch.tensor(self.laterality.swap) if swaps else None
 
         torch.manual_seed(options.seed)  # same initial weights on every rank
         self.model = self.architecture.build().to(device)
@@ -193,8 +198,30 @@ class Trainer:
             "val_cases": len(self.val_set) if self.val_set is not None else 0,
             "options": asdict(self.options),
             "flip_axes": self.flip_axes,  # what "auto" meant for this model
+            **self._side_record(),
         }
         save_model(path, config, self.inference_state())
+
+    def _side_record(self) -> dict[str, Any]:
+        """What the flips did to classes named by a side (nothing when none is)."""
+        names, lat = self.config.class_names, self.laterality
+        if not lat.pairs and not lat.unpaired:
+            return {}
+        return {
+            "flip_side_swaps": [[names[a], names[b]] for a, b in lat.pairs] if lat.flips_left_right else [],
+            "no_left_right_flips_for": list(lat.unpaired),
+        }
+
+    def _describe_sides(self) -> str | None:
+        names, lat = self.config.class_names, self.laterality
+        if not self.options.augment:
+            return None
+        if lat.unpaired:
+            off = "no flips at all" if self.flip_axes == "left-right" else "no left-right flips"
+            return f"{off}: a side without a partner class in {', '.join(lat.unpaired)}"
+        if lat.pairs:
+            return "left-right flips swap " + ", ".join(f"{names[a]} <-> {names[b]}" for a, b in lat.pairs)
+        return None
 
     # -- training --------------------------------------------------------------
     def _epoch_batches(self) -> list[list[int]]:
@@ -222,7 +249,8 @@ class Trainer:
             labels = torch.stack([it[1] for it in items])
             if opts.augment:
                 allowed = self._flip_allowed[idx] if self._flip_allowed is not None else None
-                images, labels = random_flip(images, labels, aug_gen, allowed=allowed)
+                mirror = (self._left_right[idx], self._side_swap) if self._side_swap is not None else None
+                images, labels = random_flip(images, labels, aug_gen, allowed=allowed, mirror=mirror)
             step_result = self.architecture.training_step(
                 self.net, images.to(self.device), labels.to(self.device), noise_gen, opts, self.policy
             )
@@ -259,20 +287,31 @@ class Trainer:
         self.scheduler.step()
         return {k: v / max(1, done) for k, v in sums.items()}
 
-    def _allowed_flips(self) -> torch.Tensor:
-        """(cases, spatial) bool: each training case's left-right array axis.
-        In the "RAS" axis order it is the last one; in a file's own order it
-        comes from the case's direction (plain sequences, as the benchmarks
-        pass: the identity direction)."""
+    def _left_right_axes(self) -> torch.Tensor:
+        """(cases,) each training case's left-right array axis. In the "RAS"
+        axis order it is the last one; in a file's own order it comes from the
+        case's direction (plain sequences, as the benchmarks pass: the identity
+        direction)."""
         pre = self.config.preprocessing
         dims = pre.dims
         geometries = getattr(self.train_set, "geometries", None)
         identity = [float(r == c) for r in range(dims) for c in range(dims)]
         directions = [g.direction for g in geometries] if geometries else [identity] * len(self.train_set)
-        allowed = torch.zeros(len(directions), dims, dtype=torch.bool)
-        for case, direction in enumerate(directions):
-            allowed[case, dims - 1 if pre.orientation == "RAS" else left_right_axis(direction, dims)] = True
-        return allowed
+        return torch.tensor(
+            [dims - 1 if pre.orientation == "RAS" else left_right_axis(d, dims) for d in directions], dtype=torch.long
+        )
+
+    def _allowed_flips(self) -> torch.Tensor | None:
+        """(cases, spatial) bool: the axes each case may be flipped along (None:
+        all). "left-right" keeps to the case's left-right axis; classes named by
+        a side without a partner rule that axis out (a flip would mislabel them)."""
+        sides_ok = self.laterality.flips_left_right
+        if self.flip_axes == "all" and sides_ok:
+            return None
+        left_right = torch.nn.functional.one_hot(self._left_right, self.config.preprocessing.dims).bool()
+        if self.flip_axes == "all":
+            return ~left_right
+        return left_right if sides_ok else torch.zeros_like(left_right)
 
     def _training_item(self, index: int, generator: torch.Generator):
         """A multi-rater data set draws one rater's mask per case and step (from
@@ -322,6 +361,9 @@ class Trainer:
                 self.epoch / opts.epochs,
                 f"training {what}on {describe(self.device)}{' with bf16' if self.bf16 else ''}",
             )
+            sides = self._describe_sides()
+            if sides:
+                self.progress("train", self.epoch / opts.epochs, sides)
         while self.epoch < opts.epochs and not self.out_of_time():
             start = time.perf_counter()
             losses = self._train_epoch()
