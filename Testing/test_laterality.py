@@ -41,7 +41,9 @@ def test_a_left_right_flip_swaps_the_sides_it_moves():
     allowed = torch.tensor([[False, False, True], [True, False, False], [False, True, False]])
     axis = torch.tensor([2, 0, 0])  # the third sample is flipped, but not along its left-right axis
     swap = torch.tensor([0, 2, 1])
-    _, flipped = random_flip(images, labels, torch.Generator().manual_seed(0), p=1.0, allowed=allowed, mirror=(axis, swap))
+    _, flipped = random_flip(
+        images, labels, torch.Generator().manual_seed(0), p=1.0, allowed=allowed, mirror=(axis, swap)
+    )
     assert torch.equal(flipped[0], swap[labels[0].flip(2)])
     assert torch.equal(flipped[1], swap[labels[1].flip(0)])
     assert torch.equal(flipped[2], labels[2].flip(1))
@@ -71,7 +73,12 @@ def test_training_flips_keep_left_labels_on_the_left(shared_data, tmp_path):
     messages = []
     (tmp_path / "run").mkdir()
     trainer = Trainer(
-        config, data, data, TrainOptions(epochs=1, batch_size=1), tmp_path / "run", torch.device("cpu"),
+        config,
+        data,
+        data,
+        TrainOptions(epochs=1, batch_size=1),
+        tmp_path / "run",
+        torch.device("cpu"),
         progress=lambda stage, fraction, message, **extra: messages.append(message),
     )
     image, labels = data[0]
@@ -87,7 +94,9 @@ def test_training_flips_keep_left_labels_on_the_left(shared_data, tmp_path):
 
     assert not torch.equal(flipped[0], labels)  # it was flipped
     for cls in (1, 2):  # ... and each side's class stays on its side
-        assert (centre(flipped[0], cls) < centre(flipped[0], 3 - cls)) == (centre(labels, cls) < centre(labels, 3 - cls))
+        assert (centre(flipped[0], cls) < centre(flipped[0], 3 - cls)) == (
+            centre(labels, cls) < centre(labels, 3 - cls)
+        )
     trainer.fit()
     assert "left-right flips swap hippocampus_left <-> hippocampus_right" in messages
     training = read_config(tmp_path / "run" / "best.safetensors").training
@@ -100,7 +109,12 @@ def test_a_side_without_partner_is_never_flipped(shared_data, tmp_path):
     messages = []
     (tmp_path / "run").mkdir()
     trainer = Trainer(
-        config, data, data, TrainOptions(epochs=1, batch_size=1), tmp_path / "run", torch.device("cpu"),
+        config,
+        data,
+        data,
+        TrainOptions(epochs=1, batch_size=1),
+        tmp_path / "run",
+        torch.device("cpu"),
         progress=lambda stage, fraction, message, **extra: messages.append(message),
     )
     assert trainer._flip_allowed.tolist() == [[False, False, False]] and trainer._side_swap is None
