@@ -24,7 +24,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 from conftest import make_model_file  # noqa: E402
 from evalreport.datasets import DATASETS, FEWCASES, LIDC  # noqa: E402
-from evalreport.summaries import dataset_targets, rater_targets  # noqa: E402
+from evalreport.summaries import dataset_targets, rater_targets, versus_baseline_target  # noqa: E402
 
 
 def test_hippocampus_test_split_is_the_42_cases_after_the_training_ones(shared_data):
@@ -37,25 +37,55 @@ def test_hippocampus_test_split_is_the_42_cases_after_the_training_ones(shared_d
     assert len(DATASETS["glas"].test_pairs(shared_data)) == 60
 
 
-def _summary(dice, ldseg_loss, baseline_loss, auroc):
-    noise = {"ldseg": {"dice_lost": ldseg_loss}}
+def _summary(dice, ldseg_loss, baseline_loss, auroc, baseline_dice=0.88, softmax_auroc=0.85):
+    """A dataset summary; baseline_loss None: no baseline model."""
+    summary = {
+        "ldseg": {"dice_mean": {"mean": dice}},
+        "noise": {"ldseg": {"dice_lost": ldseg_loss}},
+        "uncertainty": {"pooled_auroc": auroc},
+        "detectors": [{"model": "ldseg", "score": "sd", "pooled_auroc": auroc}],
+    }
     if baseline_loss is not None:
-        noise["baseline"] = {"dice_lost": baseline_loss}
-    return {"ldseg": {"dice_mean": {"mean": dice}}, "noise": noise, "uncertainty": {"pooled_auroc": auroc}}
+        summary["noise"]["baseline"] = {"dice_lost": baseline_loss}
+        summary["baseline"] = {"dice_mean": {"mean": baseline_dice}}
+        summary["detectors"].append({"model": "baseline", "score": "doubt", "pooled_auroc": softmax_auroc})
+    return summary
 
 
 def test_target_verdicts_follow_the_numbers():
-    spec = DATASETS["glas"]
+    spec = DATASETS["glas"]  # Dice bar 0.90
     good = dataset_targets(spec, _summary(0.91, 0.02, 0.20, 0.90), "", "")
-    assert [t["status"] for t in good] == ["reached"] * 3
-    assert good[0]["value"] == "0.910"
-    bad = dataset_targets(spec, _summary(0.87, 0.20, 0.02, 0.84), "", "")
-    assert [t["status"] for t in bad] == ["not reached"] * 3
+    assert [t["status"] for t in good] == ["reached"] * 5
+    assert good[0]["value"] == "0.910" and good[0]["target"] == "glas: mean foreground Dice ≥ 0.90"
+    assert good[1]["value"] == "LDSeg 0.910 vs Res-UNet 0.880"
+    assert good[4]["value"] == "LDSeg SD 0.900 vs Res-UNet 0.850 (pooled)"
+    # below both Dice bars; more Dice lost; SD under 0.85 and under the softmax
+    bad = dataset_targets(spec, _summary(0.89, 0.20, 0.02, 0.84, baseline_dice=0.895), "", "")
+    assert [t["status"] for t in bad] == ["not reached"] * 5
+    # the SD map above 0.85 is not enough: it must beat the Res-UNet's softmax
+    close = dataset_targets(spec, _summary(0.91, 0.02, 0.20, 0.90, softmax_auroc=0.90), "", "")
+    assert [t["status"] for t in close] == ["reached"] * 4 + ["not reached"]
     no_baseline = dataset_targets(spec, _summary(0.9, 0.02, None, 0.9), "", "first 2 test cases only")
     assert no_baseline[0]["status"] == "reached (first 2 test cases only)"
-    assert no_baseline[1]["status"] == "not measured (no baseline model)"
+    assert [t["status"] for t in no_baseline[1:]] == [
+        "not measured (no baseline model)",
+        "not measured (no baseline model)",
+        "reached (first 2 test cases only)",
+        "not measured (no baseline model)",
+    ]
+    assert dataset_targets(DATASETS["hippocampus"], _summary(0.89, 0.02, 0.2, 0.9), "", "")[0]["status"] == "reached"
     skipped = dataset_targets(spec, None, "model not found", "")
-    assert all(t["status"] == "not measured (model not found)" for t in skipped)
+    assert len(skipped) == 5 and all(t["status"] == "not measured (model not found)" for t in skipped)
+
+
+def test_few_cases_target_compares_the_two_architectures():
+    summary = {"ldseg": {"dice_mean": {"mean": 0.71}}, "baseline": {"dice_mean": {"mean": 0.73}}}
+    target = versus_baseline_target(FEWCASES, summary, "")
+    assert target["status"] == "not reached" and target["value"] == "LDSeg 0.710 vs Res-UNet 0.730"
+    summary["ldseg"]["dice_mean"]["mean"] = 0.73
+    assert versus_baseline_target(FEWCASES, summary, "")["status"] == "reached"  # a tie is not a loss
+    del summary["baseline"]
+    assert versus_baseline_target(FEWCASES, summary, "")["status"] == "not measured (no baseline model)"
 
 
 def _rater_summary(ged, ece, auroc, base_ece=None, base_auroc=None):

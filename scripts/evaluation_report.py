@@ -35,7 +35,7 @@ from evalreport.datasets import ALL_PARTS, DATASETS, DEFAULT_DATA_ROOT, FEWCASES
 from evalreport.environment import display_path, machine_info, utc_now
 from evalreport.runs import SLOW_STEPS, Settings, evaluate_dataset, example_case
 from evalreport.sections import FewCasesSection, RaterSection, leak_check, load_segmenter
-from evalreport.summaries import dataset_summary, dataset_targets, rater_targets
+from evalreport.summaries import dataset_summary, dataset_targets, rater_targets, versus_baseline_target
 
 from ldseg.errors import LDSegError
 from ldseg.evaluation.cases import write_json, write_table_csv
@@ -280,9 +280,9 @@ def _extra_section(key, args, make):
 
 
 def _subset_note(section: dict) -> str:
-    """The LIDC verdicts' qualifier when not all test slices ran."""
-    if section.get("limited"):
-        return f"first {section['cases']} test slices only"
+    """The LIDC and few-cases verdicts' qualifier when not all test cases ran."""
+    if section.get("limited") or section.get("cases", 0) < section.get("all_cases", 0):
+        return f"first {section['cases']} test {'slices' if section['spec'] is LIDC else 'cases'} only"
     if section.get("every", 1) > 1:
         return f"every {section['every']}-th test patient"
     return ""
@@ -337,6 +337,12 @@ def main(argv=None) -> int:
             if key == LIDC.key:
                 targets += rater_targets(
                     LIDC, section.get("summary"), section.get("skipped", ""), _subset_note(section)
+                )
+            else:
+                targets.append(
+                    versus_baseline_target(
+                        FEWCASES, section.get("summary"), section.get("skipped", ""), _subset_note(section)
+                    )
                 )
     except LDSegError as e:
         log(f"error: {e}")

@@ -22,8 +22,11 @@ DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 #: remaining 42 (hippocampus_321 ... hippocampus_393) are the test set.
 HIPPOCAMPUS_TRAINING_CASES = 166
 
-#: Project targets (checked against the numbers, never assumed).
-DICE_TARGET = 0.88
+#: Project targets (checked against the numbers, never assumed). Besides each
+#: data set's Dice bar: LDSeg's Dice at least its same-budget Res-UNet's, and
+#: its SD map finding wrong voxels better than the Res-UNet's own softmax.
+HIPPOCAMPUS_DICE_TARGET = 0.88
+GLAS_DICE_TARGET = 0.90  # the paper reports 0.91
 SD_AUROC_TARGET = 0.85
 #: Noise level at which LDSeg must lose less Dice than the baseline.
 ROBUSTNESS_SIGMA = 0.2
@@ -52,10 +55,14 @@ class DatasetSpec(_DefaultModels):
     folder: str  # below the data root
     first_test_case: int  # index into the sorted cases of ``folder``
     test_description: str
-    dice_target_text: str
+    dice_target: float
     distance_unit: str  # HD95 unit: mm, or pixels where the files carry no spacing
     default_models: tuple[str, ...]  # first existing one wins (relative to the repository)
     default_baselines: tuple[str, ...]
+
+    @property
+    def dice_target_text(self) -> str:
+        return f"{self.key}: mean foreground Dice ≥ {self.dice_target:.2f}"
 
     def test_pairs(self, data_root: Path) -> list[CasePair]:
         return find_pairs(Path(data_root) / self.folder)[self.first_test_case :]
@@ -77,7 +84,7 @@ DATASETS = {
             f"the sorted cases of `hippocampus/` after the first {HIPPOCAMPUS_TRAINING_CASES} "
             "(the models' training and validation cases): hippocampus_321 … hippocampus_393"
         ),
-        dice_target_text=f"hippocampus mean foreground Dice ≥ {DICE_TARGET}",
+        dice_target=HIPPOCAMPUS_DICE_TARGET,
         distance_unit="mm",
         default_models=("Resources/Models/hippocampus.safetensors",),
         default_baselines=(
@@ -91,7 +98,7 @@ DATASETS = {
         folder="glas/testA",
         first_test_case=0,
         test_description="all of `glas/testA` (the GlaS challenge's test part A; the models train on `glas/train`)",
-        dice_target_text=f"GlaS testA gland Dice ≥ {DICE_TARGET}",
+        dice_target=GLAS_DICE_TARGET,
         distance_unit="pixels",  # PNG files: spacing 1
         default_models=("Resources/Models/glas.safetensors", "runs/glas.safetensors"),
         default_baselines=("Resources/Baselines/glas-resunet.safetensors", "runs/glas-resunet.run/best.safetensors"),

@@ -121,7 +121,8 @@ def targets_lines(targets: list[dict]) -> list[str]:
             " LDSeg Dice: mean over test cases of the mean foreground Dice (N samples, DDIM K as above);"
             " Dice lost: mean Dice at σ = 0 minus at σ = "
             f"{ROBUSTNESS_SIGMA}; AUROC: pooled over all "
-            "voxels of all test cases.",
+            "voxels of all test cases, each model against its own wrong voxels;"
+            " the Res-UNet: the baseline trained on the same data with the same settings and wall-clock budget.",
             "",
         ]
         + _table(["target", "value", "status"], rows)

@@ -10,7 +10,7 @@ import math
 
 from ldseg.evaluation.cases import summarize
 
-from .datasets import DICE_TARGET, DISAGREEMENT_AUROC_TARGET, GED_TARGET, ROBUSTNESS_SIGMA, SD_AUROC_TARGET
+from .datasets import DISAGREEMENT_AUROC_TARGET, GED_TARGET, ROBUSTNESS_SIGMA, SD_AUROC_TARGET
 from .runs import DETECTORS, DatasetRun
 
 
@@ -160,39 +160,73 @@ def _target(spec, subset_note: str, text: str, value, reached, reason: str = "")
     return {"dataset": spec.key, "target": text, "value": value, "status": status}
 
 
+def _versus_text(spec) -> str:
+    return f"{spec.key}: LDSeg Dice ≥ the same-budget Res-UNet's"
+
+
+def _texts(spec) -> dict[str, str]:
+    return {
+        "dice": spec.dice_target_text,
+        "versus": _versus_text(spec),
+        "noise": f"{spec.key}: at σ = {ROBUSTNESS_SIGMA} LDSeg loses less Dice than the Res-UNet",
+        "auroc": f"{spec.key}: SD AUROC for wrong voxels ≥ {SD_AUROC_TARGET}",
+        "softmax": f"{spec.key}: SD AUROC for wrong voxels above the Res-UNet softmax's (1 − max p)",
+    }
+
+
+def versus_baseline_target(spec, summary: dict | None, skip_reason: str, subset_note: str = "") -> dict:
+    """LDSeg's mean foreground Dice against its same-budget Res-UNet's."""
+    text = _versus_text(spec)
+    if summary is None:
+        return _target(spec, subset_note, text, None, None, skip_reason)
+    if "baseline" not in summary:
+        return _target(spec, subset_note, text, None, None, "no baseline model")
+    dice, base = summary["ldseg"]["dice_mean"]["mean"], summary["baseline"]["dice_mean"]["mean"]
+    return _target(spec, subset_note, text, f"LDSeg {dice:.3f} vs Res-UNet {base:.3f}", dice >= base)
+
+
+def _pooled(detectors, model: str, score: str) -> float:
+    return next((d["pooled_auroc"] for d in detectors if d["model"] == model and d["score"] == score), math.nan)
+
+
 def dataset_targets(spec, summary: dict | None, skip_reason: str, subset_note: str) -> list[dict]:
-    """The dataset's three targets with value and verdict, from the numbers."""
+    """The dataset's targets with value and verdict, from the numbers."""
+    texts = _texts(spec)
     targets = []
 
     def add(text, value, reached, reason=""):
         targets.append(_target(spec, subset_note, text, value, reached, reason))
 
     if summary is None:
-        add(spec.dice_target_text, None, None, skip_reason)
-        add(f"{spec.key}: at σ = {ROBUSTNESS_SIGMA} LDSeg loses less Dice than the Res-UNet", None, None, skip_reason)
-        add(f"{spec.key}: SD AUROC for wrong voxels ≥ {SD_AUROC_TARGET}", None, None, skip_reason)
+        for text in texts.values():
+            add(text, None, None, skip_reason)
         return targets
 
     dice = summary["ldseg"]["dice_mean"]["mean"]
-    add(spec.dice_target_text, f"{dice:.3f}", dice >= DICE_TARGET)
+    add(texts["dice"], f"{dice:.3f}", dice >= spec.dice_target)
+    targets.append(versus_baseline_target(spec, summary, skip_reason, subset_note))
 
     noise = summary["noise"]
     ldseg_loss = noise.get("ldseg", {}).get("dice_lost", math.nan)
     base_loss = noise.get("baseline", {}).get("dice_lost", math.nan)
-    text = f"{spec.key}: at σ = {ROBUSTNESS_SIGMA} LDSeg loses less Dice than the Res-UNet"
     if "baseline" not in noise:
-        add(text, None, None, "no baseline model")
+        add(texts["noise"], None, None, "no baseline model")
     elif math.isnan(ldseg_loss) or math.isnan(base_loss):
-        add(text, None, None, f"σ = 0 and {ROBUSTNESS_SIGMA} were not both run")
+        add(texts["noise"], None, None, f"σ = 0 and {ROBUSTNESS_SIGMA} were not both run")
     else:
-        add(text, f"LDSeg {ldseg_loss:+.3f} vs Res-UNet {base_loss:+.3f}", ldseg_loss < base_loss)
+        add(texts["noise"], f"LDSeg {ldseg_loss:+.3f} vs Res-UNet {base_loss:+.3f}", ldseg_loss < base_loss)
 
     auroc = summary["uncertainty"]["pooled_auroc"]
-    text = f"{spec.key}: SD AUROC for wrong voxels ≥ {SD_AUROC_TARGET}"
     if math.isnan(auroc):
-        add(text, None, None, "no wrong or no right voxels")
+        add(texts["auroc"], None, None, "no wrong or no right voxels")
+        add(texts["softmax"], None, None, "no wrong or no right voxels")
+        return targets
+    add(texts["auroc"], f"{auroc:.3f} (pooled)", auroc >= SD_AUROC_TARGET)
+    softmax = _pooled(summary.get("detectors") or [], "baseline", "doubt")
+    if math.isnan(softmax):
+        add(texts["softmax"], None, None, "no baseline model")
     else:
-        add(text, f"{auroc:.3f} (pooled)", auroc >= SD_AUROC_TARGET)
+        add(texts["softmax"], f"LDSeg SD {auroc:.3f} vs Res-UNet {softmax:.3f} (pooled)", auroc > softmax)
     return targets
 
 
