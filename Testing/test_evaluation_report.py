@@ -223,7 +223,7 @@ def test_report_end_to_end_on_two_hippocampus_cases(shared_data, tmp_path):
 
     targets = json.loads((figures / "report.json").read_text())["targets"]
     hippocampus = [t for t in targets if t["dataset"] == "hippocampus"]
-    assert len(hippocampus) == 3
+    assert len(hippocampus) == 5  # Dice bar, against the Res-UNet, noise, SD AUROC bar, against the softmax
     assert all(t["status"].endswith("(first 2 test cases only)") for t in hippocampus)
 
     # error detectors: each model's scores against its own errors; the SD row is the section-4 AUROC
@@ -294,4 +294,8 @@ def test_report_lidc_and_few_cases_parts_end_to_end(shared_data, tmp_path):
     assert "missing.safetensors` not found: not run." in few
     rows = list(csv.DictReader((figures / "fewcases-ldseg-cases.csv").open()))
     assert [r["case"] for r in rows] == ["testA_1", "testA_10"]
+    few_targets = [
+        t for t in json.loads((figures / "report.json").read_text())["targets"] if t["dataset"] == "fewcases"
+    ]
+    assert [t["status"] for t in few_targets] == ["not measured (no baseline model)"]
     assert "## Hippocampus" in report and "**Not run: not selected (--datasets)**" in report
