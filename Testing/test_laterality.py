@@ -68,19 +68,25 @@ def _sided_hippocampus(shared_data, tmp_path, names):
     return config, SegmentationDataset(pairs, config.preprocessing)
 
 
-def test_training_flips_keep_left_labels_on_the_left(shared_data, tmp_path):
-    config, data = _sided_hippocampus(shared_data, tmp_path, ("background", "hippocampus_left", "hippocampus_right"))
+def _one_epoch_trainer(config, data, run_dir):
+    """A one-epoch trainer on the case, and the list its progress messages go to."""
     messages = []
-    (tmp_path / "run").mkdir()
+    run_dir.mkdir()
     trainer = Trainer(
         config,
         data,
         data,
         TrainOptions(epochs=1, batch_size=1),
-        tmp_path / "run",
+        run_dir,
         torch.device("cpu"),
         progress=lambda stage, fraction, message, **extra: messages.append(message),
     )
+    return trainer, messages
+
+
+def test_training_flips_keep_left_labels_on_the_left(shared_data, tmp_path):
+    config, data = _sided_hippocampus(shared_data, tmp_path, ("background", "hippocampus_left", "hippocampus_right"))
+    trainer, messages = _one_epoch_trainer(config, data, tmp_path / "run")
     image, labels = data[0]
     assert {1, 2} <= set(labels.unique().tolist())
     mirror = (trainer._left_right[[0]], trainer._side_swap)
@@ -106,17 +112,7 @@ def test_training_flips_keep_left_labels_on_the_left(shared_data, tmp_path):
 
 def test_a_side_without_partner_is_never_flipped(shared_data, tmp_path):
     config, data = _sided_hippocampus(shared_data, tmp_path, ("background", "left lung", "trachea"))
-    messages = []
-    (tmp_path / "run").mkdir()
-    trainer = Trainer(
-        config,
-        data,
-        data,
-        TrainOptions(epochs=1, batch_size=1),
-        tmp_path / "run",
-        torch.device("cpu"),
-        progress=lambda stage, fraction, message, **extra: messages.append(message),
-    )
+    trainer, messages = _one_epoch_trainer(config, data, tmp_path / "run")
     assert trainer._flip_allowed.tolist() == [[False, False, False]] and trainer._side_swap is None
     image, labels = data[0]
     _, flipped = random_flip(image[None], labels[None], torch.Generator(), p=1.0, allowed=trainer._flip_allowed)
