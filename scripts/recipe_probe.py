@@ -4,8 +4,11 @@ what the recipe experiments of docs/experiments.md report.
 For an LDSeg model: Dice of one sample and of the mean of N, Dice when the
 sampled latent is replaced by pure noise (it must collapse, or the latent is
 decorative), sample diversity (mean pairwise 1 - IoU of the foreground), and
-how well the SD map and 1 - max p find the wrong voxels (pooled AUROC). For
-a Res-UNet: its Dice and its softmax's 1 - max p AUROC.
+how well the SD map, 1 - max p, the entropy of the mean, the samples' expected
+entropy and their mutual information (entropy of the mean minus expected
+entropy: the part that comes from the samples differing) find the wrong voxels
+(pooled AUROC). For a Res-UNet: its Dice and its softmax's 1 - max p and
+entropy AUROC.
 
     python scripts/recipe_probe.py MODEL.safetensors DATASET [--samples 10] [--json OUT]
         [--sampler ddim|ddpm] [--steps K] [--eta ETA]   (default: the model's sampler, K, eta 0)
@@ -34,6 +37,10 @@ def foreground_dice(pred: np.ndarray, ref: np.ndarray, classes: int) -> float:
     return float(dice_per_class(pred, ref, classes)[1:].mean())
 
 
+def entropy(p: torch.Tensor, dim: int) -> torch.Tensor:
+    return -(p.clamp_min(1e-8).log() * p).sum(dim)
+
+
 def probe(
     model_path: Path, dataset: Path, samples: int, sampler: str | None = None, steps: int | None = None, eta=0.0
 ) -> dict:
@@ -46,7 +53,12 @@ def probe(
         raise SystemExit(f"{model_path}: no validation cases of this model in {dataset}")
     data = SegmentationDataset(pairs, config.preprocessing)
     c = config.num_classes
-    rows, scores_sd, scores_maxp, wrong = [], [], [], []
+    rows, wrong = [], []
+    scores: dict[str, list[np.ndarray]] = {}
+
+    def score(name: str, values: torch.Tensor) -> None:
+        scores.setdefault(name, []).append(values.numpy().ravel())
+
     for i in range(len(data)):
         image, labels = data[i]
         ref = labels.numpy()
@@ -56,7 +68,8 @@ def probe(
                 p = model(x).float().softmax(1)[0]
                 pred = p.argmax(0).numpy()
                 rows.append({"dice_mean": foreground_dice(pred, ref, c)})
-                scores_maxp.append((1 - p.amax(0)).numpy().ravel())
+                score("auroc_1_minus_max_p", 1 - p.amax(0))
+                score("auroc_entropy", entropy(p, 0))
                 wrong.append((pred != ref).ravel())
                 continue
             z_i = model.encode_image(x).float()
@@ -88,14 +101,17 @@ def probe(
                 "diversity": float(1 - np.mean(pairs_iou)) if pairs_iou else 0.0,
             }
         )
-        scores_sd.append(sd.numpy().ravel())
-        scores_maxp.append((1 - mean.amax(0)).numpy().ravel())
+        expected_entropy = entropy(probs, 1).mean(0)
+        score("auroc_sd", sd)
+        score("auroc_1_minus_max_p", 1 - mean.amax(0))
+        score("auroc_entropy", entropy(mean, 0))
+        score("auroc_expected_entropy", expected_entropy)
+        score("auroc_mutual_information", entropy(mean, 0) - expected_entropy)
         wrong.append((pred != ref).ravel())
     out = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
     positives = np.concatenate(wrong)
-    out["auroc_1_minus_max_p"] = round(roc_auc(np.concatenate(scores_maxp), positives), 4)
-    if scores_sd:
-        out["auroc_sd"] = round(roc_auc(np.concatenate(scores_sd), positives), 4)
+    for name, values in scores.items():
+        out[name] = round(roc_auc(np.concatenate(values), positives), 4)
     out.update(
         cases=len(rows),
         model=str(model_path),
