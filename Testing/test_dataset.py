@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ldseg.config import Preprocessing
+from ldseg.config import INTENSITY_JITTER, IntensityJitter, Preprocessing
 from ldseg.data.augment import random_flip, random_intensity
 from ldseg.data.dataset import (
     CasePair,
@@ -271,9 +271,36 @@ def test_random_flip_keeps_to_the_allowed_axes_with_the_same_draws():
         random_flip(images, labels, g, allowed=torch.ones(2, 2, dtype=torch.bool))
 
 
-def test_random_intensity_is_mild_and_reproducible():
-    images = torch.rand(3, 1, 6, 6)
-    a = random_intensity(images, torch.Generator().manual_seed(1))
-    b = random_intensity(images, torch.Generator().manual_seed(1))
-    assert torch.equal(a, b) and a.shape == images.shape
-    assert (a - images).abs().max() < 0.25
+def test_random_intensity_is_reproducible_and_draws_the_same_values_applied_or_not():
+    images = torch.rand(3, 3, 12, 10)
+    a = random_intensity(images, torch.Generator().manual_seed(1), INTENSITY_JITTER)
+    b = random_intensity(images, torch.Generator().manual_seed(1), INTENSITY_JITTER)
+    c = random_intensity(images, torch.Generator().manual_seed(2), INTENSITY_JITTER)
+    assert torch.equal(a, b) and a.shape == images.shape and not torch.equal(a, c)
+    # a resumed run replays its augmentations only if every call draws alike
+    never, always = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    random_intensity(images, never, IntensityJitter(gamma_p=0.0, noise_p=0.0))
+    random_intensity(images, always, IntensityJitter(gamma_p=1.0, noise_p=1.0))
+    assert torch.equal(torch.rand(4, generator=never), torch.rand(4, generator=always))
+
+
+def test_random_intensity_strengths_are_fractions_of_the_image_range():
+    images = torch.rand(4, 1, 8, 8, 8)
+    off = IntensityJitter(contrast=0.0, brightness=0.0, gamma=0.0, noise=0.0)
+    assert torch.allclose(random_intensity(images, torch.Generator().manual_seed(0), off), images, atol=1e-6)
+    # the same change whatever the normalization: HU-like units give the scaled result
+    jitter = IntensityJitter(gamma_p=1.0, noise_p=1.0)
+    unit = random_intensity(images, torch.Generator().manual_seed(3), jitter)
+    hu = random_intensity(images * 1500 - 1000, torch.Generator().manual_seed(3), jitter)
+    assert torch.allclose(hu, unit * 1500 - 1000, atol=1e-2)
+    # bounded: contrast 25 %, brightness 10 %, noise SD at most 10 % of the range
+    change = (unit - images).std(dim=(1, 2, 3, 4))
+    assert bool((change < 0.25).all()) and bool((change > 0).all())
+
+
+def test_random_intensity_changes_colour_channels_independently():
+    grey = torch.rand(8, 1, 16, 16).expand(8, 3, 16, 16).contiguous()
+    jitter = IntensityJitter(gamma_p=0.0, noise_p=0.0)
+    out = random_intensity(grey, torch.Generator().manual_seed(0), jitter)
+    # a stain change: the three channels no longer agree
+    assert (out[:, 0] - out[:, 1]).abs().amax() > 0.01

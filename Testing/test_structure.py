@@ -90,6 +90,14 @@ def test_every_option_field_has_one_flag_whose_default_is_the_configs():
         "label_encoder": "downsample",
         "image_encoder": "downsample",
     }
+    # the paper trained with flips only; a flag still wins over the recipe
+    assert train_options(train).intensity_augment and not train_options(paper).intensity_augment
+    paper_jitter = build_parser().parse_args(
+        ["train", "d", "-o", "m.safetensors", "--recipe", "paper", "--intensity-augment"]
+    )
+    assert train_options(paper_jitter).intensity_augment
+    plain = build_parser().parse_args(["train", "d", "-o", "m.safetensors", "--no-intensity-augment"])
+    assert not train_options(plain).intensity_augment
     mixed = build_parser().parse_args(["train", "d", "-o", "m.safetensors", "--recipe", "paper", "--prediction", "v"])
     assert recipe_settings(mixed)["prediction"] == "v" and recipe_settings(mixed)["refine_width"] == 0
     sampler = next(a for a in parser._subparsers._group_actions[0].choices["segment"]._actions if a.dest == "sampler")

@@ -296,6 +296,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "paper-ld-id": {**_PAPER_DESIGN, "label_encoder": "downsample", "image_encoder": "downsample"},
 }
 
+#: Training options a recipe sets where no flag gives them: the paper trained
+#: with random flips as its only augmentation.
+RECIPE_TRAINING: dict[str, dict[str, Any]] = {
+    name: {"intensity_augment": False} for name in RECIPES if name.startswith("paper")
+}
+
 #: The model-config fields a recipe sets: DiffusionConfig's, NetworkConfig's.
 RECIPE_DIFFUSION_FIELDS = ("prediction", "decoder_input", "terminal_fraction")
 RECIPE_NETWORK_FIELDS = ("refine_width", "label_encoder", "image_encoder")
@@ -470,6 +476,23 @@ def _terminology_json(entry: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class IntensityJitter:
+    """Strengths of ``--intensity-augment`` (ldseg.data.augment.random_intensity),
+    as fractions of each image's intensity range: about what stain, scanner
+    and protocol changes do to an image of the same anatomy."""
+
+    contrast: float = 0.25  # per-channel factor in 1 +- this, about the channel's mean
+    brightness: float = 0.1  # per-channel offset in +- this
+    gamma: float = 0.4  # log of the gamma exponent in +- this (0.67 to 1.49) ...
+    gamma_p: float = 0.3  # ... for this share of images
+    noise: float = 0.1  # Gaussian noise SD up to this ...
+    noise_p: float = 0.3  # ... for this share of images
+
+
+INTENSITY_JITTER = IntensityJitter()
+
+
+@dataclass(frozen=True)
 class TrainOptions:
     """How ``ldseg train`` trains (each field is a ``--flag`` of the same name)."""
 
@@ -483,6 +506,7 @@ class TrainOptions:
     latent_l1: float = 0.0  # SDSeg latent-estimation loss weight (0: off)
     ema_decay: float = 0.999
     augment: bool = True  # random flips
+    intensity_augment: bool = True  # random gamma, contrast, brightness, noise (INTENSITY_JITTER)
     flip_axes: str = "auto"  # FLIP_AXES
     seed: int = 0
     precision: str = "auto"  # auto | fp32 | bf16

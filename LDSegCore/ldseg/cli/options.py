@@ -19,6 +19,7 @@ from ..config import (
     PREDICTIONS,
     RECIPE_DIFFUSION_FIELDS,
     RECIPE_NETWORK_FIELDS,
+    RECIPE_TRAINING,
     RECIPES,
     SAMPLERS,
     SCHEDULES,
@@ -41,6 +42,7 @@ TRAIN_HELP = {
     "latent_l1": "SDSeg latent-estimation loss weight (0: off)",
     "ema_decay": "EMA decay of the denoiser",
     "augment": "random flips",
+    "intensity_augment": "random gamma, per-channel contrast and brightness, and Gaussian noise on training images",
     "flip_axes": "axes the flips use: left-right (only the patient's left-right axis, so labels named by their "
     "place in the anatomy keep their meaning), all, or auto (left-right for 3D, all for 2D); a left-right "
     "flip swaps classes named as a left/right pair (kidney_left, kidney_right) and is not made at all "
@@ -108,12 +110,27 @@ def _build(cls, args: argparse.Namespace, skip=()):
         raise InputError(text) from None
 
 
+#: Training options whose default depends on the recipe: their flags default to None (not given).
+RECIPE_TRAINING_OPTIONS = ("intensity_augment",)
+
+
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    _add_fields(parser, TrainOptions, TRAIN_HELP, skip=("precision",))
+    _add_fields(parser, TrainOptions, TRAIN_HELP, skip=("precision", *RECIPE_TRAINING_OPTIONS))
+    for name in RECIPE_TRAINING_OPTIONS:
+        default = getattr(TrainOptions(), name)
+        text = f"{TRAIN_HELP[name]} (default {'on' if default else 'off'}; off with --recipe paper*)"
+        parser.add_argument(flag(name), dest=name, default=None, action=argparse.BooleanOptionalAction, help=text)
 
 
 def train_options(args: argparse.Namespace) -> TrainOptions:
-    return _build(TrainOptions, args)
+    """The training options of the flags; one a flag did not give comes from
+    the recipe of a new model (``--init`` fine-tunes: the config's default)."""
+    values = dict(vars(args))
+    recipe = {} if getattr(args, "init", None) else RECIPE_TRAINING.get(getattr(args, "recipe", "default"), {})
+    for name in RECIPE_TRAINING_OPTIONS:
+        if values.get(name) is None:
+            values[name] = recipe.get(name, getattr(TrainOptions(), name))
+    return _build(TrainOptions, argparse.Namespace(**values))
 
 
 def add_segment_options(parser: argparse.ArgumentParser, *, result_set: bool = True) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from ..config import IntensityJitter
+
 __all__ = ["random_flip", "random_intensity"]
 
 
@@ -57,21 +59,32 @@ def random_flip(
     return images, labels
 
 
-def random_intensity(
-    images: torch.Tensor,
-    generator: torch.Generator,
-    scale: float = 0.1,
-    shift: float = 0.1,
-) -> torch.Tensor:
-    """Mild per-sample contrast (about the sample mean) and brightness jitter.
+def random_intensity(images: torch.Tensor, generator: torch.Generator, jitter: IntensityJitter) -> torch.Tensor:
+    """Per-sample appearance changes an image of the same anatomy may show:
+    gamma, per-channel contrast and brightness (stain and scanner changes),
+    and Gaussian noise. Labels are unchanged.
 
-    Contrast factor is drawn from ``1 +- scale``, brightness offset from
-    ``+- shift`` (in normalized intensity units).
+    ``images`` is ``(B, C, *spatial)``. Strengths are fractions of each
+    sample's own intensity range, so they mean the same whatever the
+    normalization. Every call draws the same random values, applied or not.
     """
-    batch = images.shape[0]
-    draws = _uniform((batch, 2), generator).to(images.device, images.dtype)
+    batch, channels = images.shape[:2]
+    draws = _uniform((batch, 2 * channels + 4), generator).to(images.device, images.dtype)
+    field = torch.randn(images.shape, generator=generator, device=generator.device).to(images.device, images.dtype)
     view = (batch, *([1] * (images.dim() - 1)))
-    factor = (1 + scale * (2 * draws[:, 0] - 1)).view(view)
-    offset = (shift * (2 * draws[:, 1] - 1)).view(view)
-    mean = images.mean(dim=tuple(range(1, images.dim())), keepdim=True)
-    return (images - mean) * factor + mean + offset
+    channel_view = (batch, channels, *([1] * (images.dim() - 2)))
+    low = images.amin(dim=tuple(range(1, images.dim())), keepdim=True)
+    span = (images.amax(dim=tuple(range(1, images.dim())), keepdim=True) - low).clamp_min(1e-6)
+
+    gamma_on = draws[:, 2 * channels] < jitter.gamma_p
+    exponent = torch.where(gamma_on, torch.exp(jitter.gamma * (2 * draws[:, 2 * channels + 1] - 1)), 1.0)
+    images = low + span * ((images - low) / span).clamp(0, 1) ** exponent.view(view)
+
+    factor = (1 + jitter.contrast * (2 * draws[:, :channels] - 1)).view(channel_view)
+    offset = (jitter.brightness * (2 * draws[:, channels : 2 * channels] - 1)).view(channel_view) * span
+    mean = images.mean(dim=tuple(range(2, images.dim())), keepdim=True)
+    images = (images - mean) * factor + mean + offset
+
+    noise_on = draws[:, 2 * channels + 2] < jitter.noise_p
+    sigma = torch.where(noise_on, jitter.noise * draws[:, 2 * channels + 3], 0.0).view(view) * span
+    return images + sigma * field

@@ -38,8 +38,8 @@ import torch.distributed as dist
 from torch import nn
 
 from ..architectures import architecture_of
-from ..config import DEFAULT_MEMORY_BUDGET_GB, ModelConfig, TrainOptions, resolve_flip_axes
-from ..data.augment import random_flip
+from ..config import DEFAULT_MEMORY_BUDGET_GB, INTENSITY_JITTER, ModelConfig, TrainOptions, resolve_flip_axes
+from ..data.augment import random_flip, random_intensity
 from ..data.laterality import laterality
 from ..data.orientation import left_right_axis
 from ..device import describe, training_policy
@@ -251,6 +251,8 @@ class Trainer:
                 allowed = self._flip_allowed[idx] if self._flip_allowed is not None else None
                 mirror = (self._left_right[idx], self._side_swap) if self._side_swap is not None else None
                 images, labels = random_flip(images, labels, aug_gen, allowed=allowed, mirror=mirror)
+            if opts.intensity_augment:
+                images = random_intensity(images, aug_gen, INTENSITY_JITTER)
             step_result = self.architecture.training_step(
                 self.net, images.to(self.device), labels.to(self.device), noise_gen, opts, self.policy
             )
