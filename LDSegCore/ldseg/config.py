@@ -505,7 +505,7 @@ class TrainOptions:
     lam: float = 1.0  # denoiser MSE weight
     latent_l1: float = 0.0  # SDSeg latent-estimation loss weight (0: off)
     ema_decay: float = 0.999
-    augment: bool = True  # random flips
+    augment: bool = True  # random flips, and the intensity changes below (False: no augmentation at all)
     intensity_augment: bool = True  # random gamma, contrast, brightness, noise (INTENSITY_JITTER)
     flip_axes: str = "auto"  # FLIP_AXES
     seed: int = 0

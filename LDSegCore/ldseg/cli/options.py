@@ -41,7 +41,7 @@ TRAIN_HELP = {
     "lam": "denoiser MSE weight",
     "latent_l1": "SDSeg latent-estimation loss weight (0: off)",
     "ema_decay": "EMA decay of the denoiser",
-    "augment": "random flips",
+    "augment": "random flips and, with --intensity-augment, intensity changes (--no-augment: no augmentation at all)",
     "intensity_augment": "random gamma, per-channel contrast and brightness, and Gaussian noise on training images",
     "flip_axes": "axes the flips use: left-right (only the patient's left-right axis, so labels named by their "
     "place in the anatomy keep their meaning), all, or auto (left-right for 3D, all for 2D); a left-right "

@@ -251,8 +251,8 @@ class Trainer:
                 allowed = self._flip_allowed[idx] if self._flip_allowed is not None else None
                 mirror = (self._left_right[idx], self._side_swap) if self._side_swap is not None else None
                 images, labels = random_flip(images, labels, aug_gen, allowed=allowed, mirror=mirror)
-            if opts.intensity_augment:
-                images = random_intensity(images, aug_gen, INTENSITY_JITTER)
+                if opts.intensity_augment:
+                    images = random_intensity(images, aug_gen, INTENSITY_JITTER)
             step_result = self.architecture.training_step(
                 self.net, images.to(self.device), labels.to(self.device), noise_gen, opts, self.policy
             )
