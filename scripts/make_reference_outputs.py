@@ -2,7 +2,11 @@
 check that refactoring the engine changes no result bit (Testing/reference/).
 
 Run only when a model's output is meant to change (a retrained model, a new
-sampler default): ``python scripts/make_reference_outputs.py``.
+sampler default): ``python scripts/make_reference_outputs.py``. fp32 kernels
+differ between CPU kinds in the last bits (AVX-512 against AVX2 machines), so
+``--add-cpu`` records the same cases on another kind of CPU as that kind's
+set (``alternates``, keyed by ``ldseg.device.cpu_kind``); a new main recording
+drops those sets, which belonged to the old outputs.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def digest(array: np.ndarray) -> str:
 def main() -> int:
     from ldseg.inference.segmenter import Segmenter  # the script's own import path is rewritten on moves
 
+    add_cpu = "--add-cpu" in sys.argv[1:]
     torch.set_num_threads(2)
     records = []
     for precision in ("fp32", "auto"):
@@ -55,7 +60,17 @@ def main() -> int:
                 }
             )
             print(records[-1])
-    OUT.write_text(json.dumps({"settings": SETTINGS, "torch": torch.__version__, "records": records}, indent=1) + "\n")
+    from ldseg.device import cpu_kind
+
+    kind = cpu_kind()
+    if add_cpu:
+        reference = json.loads(OUT.read_text())
+        if reference["settings"] != SETTINGS or reference["torch"] != torch.__version__:
+            raise SystemExit("the main recording has other settings or another torch: record it anew first")
+        reference.setdefault("alternates", {})[kind] = records
+    else:
+        reference = {"settings": SETTINGS, "torch": torch.__version__, "cpu_kind": kind, "records": records}
+    OUT.write_text(json.dumps(reference, indent=1) + "\n")
     return 0
 
 

@@ -56,6 +56,13 @@ def cpu_has_fast_bf16() -> bool:
     return bool({"amx_bf16", "avx512_bf16"} & flags)
 
 
+def cpu_kind() -> str:
+    """Which CPU kernels run here: ATen's CPU capability (AVX2, AVX512, ...),
+    plus "+bf16" where the CPU has fast bf16. fp32 results of two kinds may
+    differ in the last bits."""
+    return torch.backends.cpu.get_cpu_capability() + ("+bf16" if cpu_has_fast_bf16() else "")
+
+
 def use_bf16(device: torch.device, precision: str = "auto") -> bool:
     if precision not in PRECISIONS:
         raise LDSegError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
