@@ -3,9 +3,9 @@ validated on, clean and with the paper's Gaussian noise: the figures the
 recipe experiments use to pick a default without touching a test split.
 
 Full resolution, as ``ldseg segment`` runs (LDSeg: mean of N samples), mean
-foreground Dice per case; the noise is that of the evaluation report (the
-image scaled to [0, 1], N(0, sigma) added, the same noisy image for every
-model).
+foreground Dice per case; the noise is made as in the evaluation report (the
+image scaled to [0, 1], N(0, sigma) added; its own seeds), the same noisy
+image for every model.
 
     python scripts/heldout_probe.py DATASET MODEL [MODEL ...] [--samples 10]
         [--sigma 0.2] [--json OUT]
@@ -44,9 +44,11 @@ def probe(dataset: Path, models: list[Path], samples: int, sigma: float) -> dict
         raise SystemExit(f"{dataset}: every case was seen by one of the models")
     dice: dict[str, dict[str, list[float]]] = {str(m): {"clean": [], "noisy": []} for m in models}
     for index, pair in enumerate(pairs):
+        noisy = None  # one noisy image per case, the same for every model
         for model, seg in zip(models, segmenters):
-            case = load_case(index, pair, seg.config)
-            noisy = replace(case.image, array=add_gaussian_noise(case.image.array, sigma, seed=(0, index)))
+            case = load_case(index, pair, seg.config)  # the reference in this model's classes
+            if noisy is None:
+                noisy = replace(case.image, array=add_gaussian_noise(case.image.array, sigma, seed=(0, index)))
             n = samples if seg.architecture.stochastic else 1
             for key, image in (("clean", case.image), ("noisy", noisy)):
                 result = seg.segment(image, samples=n, seed=0)

@@ -38,6 +38,7 @@ def digest(array: np.ndarray) -> str:
 
 
 def main() -> int:
+    from ldseg.device import cpu_kind
     from ldseg.inference.segmenter import Segmenter  # the script's own import path is rewritten on moves
 
     add_cpu = "--add-cpu" in sys.argv[1:]
@@ -60,8 +61,6 @@ def main() -> int:
                 }
             )
             print(records[-1])
-    from ldseg.device import cpu_kind
-
     kind = cpu_kind()
     if add_cpu:
         reference = json.loads(OUT.read_text())

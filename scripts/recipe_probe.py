@@ -29,16 +29,13 @@ from ldseg.architectures import architecture_of
 from ldseg.data.dataset import SegmentationDataset, find_pairs
 from ldseg.diffusion.schedule import standardize
 from ldseg.evaluation.metrics import dice_per_class, roc_auc
+from ldseg.evaluation.uncertainty import probability_entropy
 from ldseg.inference.sampling import SamplingOptions, decode_latents, denoise_samples, sample_noise
 from ldseg.io.loading import load_model
 
 
 def foreground_dice(pred: np.ndarray, ref: np.ndarray, classes: int) -> float:
     return float(dice_per_class(pred, ref, classes)[1:].mean())
-
-
-def entropy(p: torch.Tensor, dim: int) -> torch.Tensor:
-    return -(p.clamp_min(1e-8).log() * p).sum(dim)
 
 
 def probe(
@@ -56,8 +53,8 @@ def probe(
     rows, wrong = [], []
     scores: dict[str, list[np.ndarray]] = {}
 
-    def score(name: str, values: torch.Tensor) -> None:
-        scores.setdefault(name, []).append(values.numpy().ravel())
+    def score(name: str, values) -> None:
+        scores.setdefault(name, []).append(np.asarray(values).ravel())
 
     for i in range(len(data)):
         image, labels = data[i]
@@ -69,7 +66,7 @@ def probe(
                 pred = p.argmax(0).numpy()
                 rows.append({"dice_mean": foreground_dice(pred, ref, c)})
                 score("auroc_1_minus_max_p", 1 - p.amax(0))
-                score("auroc_entropy", entropy(p, 0))
+                score("auroc_entropy", probability_entropy(p.numpy()))
                 wrong.append((pred != ref).ravel())
                 continue
             z_i = model.encode_image(x).float()
@@ -101,12 +98,13 @@ def probe(
                 "diversity": float(1 - np.mean(pairs_iou)) if pairs_iou else 0.0,
             }
         )
-        expected_entropy = entropy(probs, 1).mean(0)
+        entropy_of_mean = probability_entropy(mean.numpy())
+        expected_entropy = np.mean([probability_entropy(q) for q in probs.numpy()], axis=0)
         score("auroc_sd", sd)
         score("auroc_1_minus_max_p", 1 - mean.amax(0))
-        score("auroc_entropy", entropy(mean, 0))
+        score("auroc_entropy", entropy_of_mean)
         score("auroc_expected_entropy", expected_entropy)
-        score("auroc_mutual_information", entropy(mean, 0) - expected_entropy)
+        score("auroc_mutual_information", entropy_of_mean - expected_entropy)
         wrong.append((pred != ref).ravel())
     out = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
     positives = np.concatenate(wrong)
