@@ -154,6 +154,42 @@ def test_an_older_model_file_keeps_the_settings_it_was_made_with():
     assert (DiffusionConfig().prediction, NetworkConfig().refine_width) != ("eps", 0)
 
 
+def test_a_file_from_before_image_attention_heads_keeps_its_image_encoders_heads():
+    """Such files ran the image encoder with attention_heads; a file that stores
+    its own image_attention_heads keeps that through a round trip."""
+    from ldseg.nn.layers import SelfAttention
+    from ldseg.nn.ldseg_net import LDSegNet
+
+    old = {**_minimal_v1_config(), "network": {"attention_heads": 4}}
+    config = ModelConfig.from_dict(json.loads(json.dumps(old)))
+    assert config.network.image_attention_heads == 4
+    heads = {m.attn.num_heads for m in LDSegNet(config).image_encoder.modules() if isinstance(m, SelfAttention)}
+    assert heads == {4}
+    config.network.image_attention_heads = 2
+    again = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert (again.network.attention_heads, again.network.image_attention_heads) == (4, 2)
+    heads = {m.attn.num_heads for m in LDSegNet(again).image_encoder.modules() if isinstance(m, SelfAttention)}
+    assert heads == {2}
+
+
+def test_image_attention_flags_reach_a_new_models_config(shared_data):
+    from ldseg.cli.train import _config
+    from ldseg.data.dataset import find_pairs
+
+    def config(dataset, *flags):
+        args = build_parser().parse_args(["train", str(dataset), "-o", "m.safetensors", *flags])
+        return _config(args, find_pairs(dataset)[:3])[0].network
+
+    hippocampus, glas = shared_data / "hippocampus", shared_data / "glas" / "train"
+    assert not config(hippocampus).image_attention  # the 3D reference has none
+    assert config(hippocampus, "--image-attention").image_attention
+    assert config(glas).image_attention and config(glas).image_attention_heads == 8
+    assert not config(glas, "--no-image-attention").image_attention
+    assert config(glas, "--image-attention-heads", "2").image_attention_heads == 2
+    with pytest.raises(InputError, match="^--image-attention-heads "):
+        config(glas, "--image-attention-heads", "0")
+
+
 def _minimal_v1_config() -> dict:
     return {
         "preprocessing": {"dims": 2, "channels": 1, "grid": [32, 32], "label_values": [0, 1]},

@@ -177,7 +177,11 @@ class NetworkConfig:
     dropout: float = 0.0
     downsample: str = "conv"  # conv (strided) | maxpool
     image_attention: bool = True  # MHSA in the image encoder's last two stages
-    attention_heads: int = 8
+    attention_heads: int = 8  # the denoiser's self-attention
+    # The image encoder's (the 2D reference's 8; 2 trains 1.5x faster but lost
+    # 0.05 Dice, docs/experiments.md round 14). Files from before this field
+    # used attention_heads here (ModelConfig.from_dict).
+    image_attention_heads: int = 8
     image_latent_norm: str = "layer"  # layer (standardize) | batch | none
     denoiser_channels: tuple[int, ...] = (16, 32, 64)
     denoiser_attention: tuple[bool, ...] = (False, True, True)
@@ -206,12 +210,17 @@ class NetworkConfig:
         _choice("image_latent_norm", self.image_latent_norm, IMAGE_LATENT_NORMS)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
-        for name in ("attention_heads", "denoiser_res_blocks", "denoiser_groups", "time_dim"):
+        for name in ("attention_heads", "image_attention_heads", "denoiser_res_blocks", "denoiser_groups", "time_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
         # a model file may hold anything: sizes must be whole numbers (16.5 channels builds nothing)
         sizes = (*self.encoder_widths, *self.decoder_widths, *self.denoiser_channels, self.latent_channels)
-        sizes += (self.image_latent_channels, self.attention_heads, self.denoiser_res_blocks)
+        sizes += (
+            self.image_latent_channels,
+            self.attention_heads,
+            self.image_attention_heads,
+            self.denoiser_res_blocks,
+        )
         sizes += (self.denoiser_groups, self.time_dim)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
             raise ValueError("network sizes must be whole numbers")
@@ -410,7 +419,11 @@ class ModelConfig:
         if "preprocessing" not in d:
             raise ValueError("the model config lacks preprocessing")
         pre = Preprocessing.from_dict(d.pop("preprocessing"))
-        net = _dataclass_from(NetworkConfig, {**LEGACY_VALUES["network"], **_object(d.pop("network", {}))})
+        stored = _object(d.pop("network", {}))
+        if "image_attention_heads" not in stored and "attention_heads" in stored:
+            # an older file's image encoder used the one head count for both
+            stored = {**stored, "image_attention_heads": stored["attention_heads"]}
+        net = _dataclass_from(NetworkConfig, {**LEGACY_VALUES["network"], **stored})
         diff = _dataclass_from(DiffusionConfig, {**LEGACY_VALUES["diffusion"], **_object(d.pop("diffusion", {}))})
         d = {**LEGACY_VALUES["model"], **d}
         known = {f.name for f in fields(cls)} - {"preprocessing", "network", "diffusion"}

@@ -242,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-latent-channels", type=int, help="image latent channels of a new model (default: the size's)"
     )
     t.add_argument(
+        "--image-attention-heads",
+        type=int,
+        help="heads of the image encoder's self-attention in a new model (default: the size's; 8 for small)",
+    )
+    t.add_argument(
+        "--image-attention",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="self-attention in the image encoder's last two stages of a new model (default: on for 2D, "
+        "off for 3D, as in the reference code)",
+    )
+    t.add_argument(
         "--architecture",
         choices=ARCHITECTURES,
         default=None,

@@ -52,12 +52,14 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
                 setattr(config.network, key, recipe[key])
         else:
             config.network.refine_width = 0
-        for key in ("latent_channels", "image_latent_channels"):
+        for key in ("latent_channels", "image_latent_channels", "image_attention_heads"):
             value = getattr(args, key, None)
             if value is not None:
                 if value < 1:
                     raise InputError(f"--{key.replace('_', '-')} must be at least 1, not {value}")
                 setattr(config.network, key, value)
+        if getattr(args, "image_attention", None) is not None:
+            config.network.image_attention = args.image_attention
         config.validate()
         config.title, config.description = args.title or name, args.description
         return config, None

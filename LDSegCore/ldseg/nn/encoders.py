@@ -14,7 +14,7 @@ class _Encoder(nn.Module):
     """ResBlock per level, down-sampling between levels, optional attention at
     the last ``attention_levels`` levels, then a 1x1 projection."""
 
-    def __init__(self, dims: int, cin: int, cout: int, net: NetworkConfig, attention_levels: int):
+    def __init__(self, dims: int, cin: int, cout: int, net: NetworkConfig, attention_levels: int, heads: int = 1):
         super().__init__()
         widths = net.encoder_widths
         layers: list[nn.Module] = []
@@ -24,7 +24,7 @@ class _Encoder(nn.Module):
                 layers.append(Downsample(dims, prev, net.downsample))
             layers.append(ResBlock(dims, prev, width, net.norm, net.dropout))
             if level >= len(widths) - attention_levels:
-                layers.append(SelfAttention(width, net.attention_heads))
+                layers.append(SelfAttention(width, heads))
             prev = width
         layers.append(conv(dims, prev, cout, kernel=1))
         self.body = nn.Sequential(*layers)
@@ -51,7 +51,12 @@ class ImageEncoder(nn.Module):
     def __init__(self, dims: int, channels: int, net: NetworkConfig):
         super().__init__()
         self.encoder = _Encoder(
-            dims, channels, net.image_latent_channels, net, attention_levels=2 if net.image_attention else 0
+            dims,
+            channels,
+            net.image_latent_channels,
+            net,
+            attention_levels=2 if net.image_attention else 0,
+            heads=net.image_attention_heads,
         )
         self.final = net.image_latent_norm
         if self.final == "batch":

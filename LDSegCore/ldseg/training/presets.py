@@ -25,6 +25,7 @@ PRESETS: dict[str, dict] = {
         denoiser_res_blocks=1,
         time_dim=32,
         attention_heads=4,
+        image_attention_heads=4,
     ),
     # A CPU-friendly model: 3 down-samplings (latent 1/8 per axis).
     "small": dict(
