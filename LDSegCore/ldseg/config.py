@@ -178,8 +178,8 @@ class NetworkConfig:
     downsample: str = "conv"  # conv (strided) | maxpool
     image_attention: bool = True  # MHSA in the image encoder's last two stages
     attention_heads: int = 8  # the denoiser's self-attention
-    # The image encoder's (the 2D reference's 8; 2 trains 1.5x faster but lost
-    # 0.05 Dice, docs/experiments.md round 14). Files from before this field
+    # The image encoder's (the 2D reference's 8; 2 trained 1.6x faster but lost
+    # 0.03-0.07 Dice, docs/experiments.md round 14). Files from before this field
     # used attention_heads here (ModelConfig.from_dict).
     image_attention_heads: int = 8
     image_latent_norm: str = "layer"  # layer (standardize) | batch | none
