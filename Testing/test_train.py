@@ -157,7 +157,12 @@ def test_distributed_training_with_two_gloo_processes(shared_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     training = read_config(out).training
     assert training["world_size"] == 2
-    assert training["epochs"] == 2 and training["train_cases"] == 6
+    assert training["train_cases"] == 6
+    # Both epochs ran (one log row each, written by rank 0 only); the file is the best
+    # validation epoch, which of the two that is depends on the CPU's numerics.
+    rows = [json.loads(line) for line in (tmp_path / "ddp.run" / "log.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert training["epochs"] == training["best_epoch"] in (1, 2)
 
 
 def test_fine_tune_same_classes_starts_from_the_model(shared_data, tmp_path):
