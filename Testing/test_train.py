@@ -13,7 +13,9 @@ import pytest
 import torch
 from conftest import make_model_file
 
-from ldseg.config import TrainOptions
+from ldseg.cli.main import build_parser
+from ldseg.cli.options import train_options
+from ldseg.config import DEFAULT_EPOCHS, TrainOptions
 from ldseg.data.dataset import SegmentationDataset, find_pairs
 from ldseg.io.modelfile import load_model_file
 from ldseg.io.modelheader import read_config
@@ -228,25 +230,46 @@ def test_new_task_reuses_every_layer_that_fits(tmp_path, shared_data):
 def test_time_budget_stops_after_the_epoch_that_reaches_it_and_keeps_the_best(shared_data, tmp_path):
     """--time-budget counts epochs and validation, stops after the epoch that
     reaches it (validated, as the last epoch always is), the model file is the
-    best validation epoch, and a resumed run has no time left."""
+    best validation epoch, and a resumed run has no time left. Without --epochs
+    the budget alone ends training."""
     pairs = find_pairs(shared_data / "glas" / "train")[:6]
     config = config_for_dataset(pairs, size="tiny", grid=(32, 32), class_names=("background", "gland"))
     data = SegmentationDataset(pairs, config.preprocessing)
     budget_minutes = 0.03  # a few tiny epochs, however fast this machine is
 
     def trainer():
-        options = TrainOptions(epochs=10_000, time_budget=budget_minutes, batch_size=3, validate_every=10_000)
+        options = TrainOptions(time_budget=budget_minutes, batch_size=3, validate_every=10_000)
         return Trainer(config, data, data, options, tmp_path, torch.device("cpu"))
 
     run = trainer()
     run.fit()
     seconds = [row["seconds"] for row in run.log]
-    assert run.epoch == len(seconds) < 10_000
+    assert run.epoch == len(seconds)
     assert sum(seconds) >= budget_minutes * 60 > sum(seconds[:-1])  # stopped by the epoch that reached it
     assert "val_dice" in run.log[-1] and all("val_dice" not in row for row in run.log[:-1])
     assert read_config(tmp_path / "best.safetensors").training["epochs"] == run.best_epoch == run.epoch
     resumed = trainer()
     assert resumed.resume() and resumed.out_of_time()
+
+
+def test_a_time_budget_without_epochs_trains_for_the_budget():
+    """ "Twenty minutes" means twenty minutes, however many epochs they buy;
+    --epochs with a budget caps both ways, and neither flag keeps the default count."""
+    parser = build_parser()
+
+    def limit(*flags):
+        args = parser.parse_args(["train", "data", "-o", "m.safetensors", *flags])
+        return train_options(args).epoch_limit
+
+    assert limit("--time-budget", "20") is None
+    assert limit("--time-budget", "20", "--epochs", "30") == 30
+    assert limit() == limit("--time-budget", "0") == DEFAULT_EPOCHS
+    refused = subprocess.run(
+        [sys.executable, "-m", "ldseg", "train", "data", "-o", "m.safetensors", "--epochs", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "--epochs must be an integer >= 1" in refused.stderr
 
 
 def test_3d_flips_keep_to_each_case_left_right_axis(shared_data, tmp_path):

@@ -505,11 +505,17 @@ class IntensityJitter:
 INTENSITY_JITTER = IntensityJitter()
 
 
+#: Epochs of a training without --epochs and without a --time-budget (with a
+#: budget and no --epochs, training runs for the budget: a user who says
+#: "twenty minutes" gets twenty minutes, whatever an epoch costs).
+DEFAULT_EPOCHS = 100
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """How ``ldseg train`` trains (each field is a ``--flag`` of the same name)."""
 
-    epochs: int = 100
+    epochs: int | None = None  # most epochs (None: DEFAULT_EPOCHS, or with a time_budget as many as it allows)
     time_budget: float = 0.0  # minutes of training (0: no limit; stops after the epoch that reaches it)
     batch_size: int = 4
     lr: float = 1e-3
@@ -530,8 +536,16 @@ class TrainOptions:
     def __post_init__(self):
         self.validate()  # an options object is valid, or it does not exist
 
+    @property
+    def epoch_limit(self) -> int | None:
+        """The most epochs to train; None: no limit, the time budget ends training."""
+        if self.epochs is not None:
+            return self.epochs
+        return None if self.time_budget > 0 else DEFAULT_EPOCHS
+
     def validate(self) -> None:
-        _at_least("epochs", self.epochs, 1)
+        if self.epochs is not None:
+            _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("val_samples", self.val_samples, 1)
         _at_least("val_steps", self.val_steps, 1)

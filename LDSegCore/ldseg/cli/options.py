@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import (
     DECODER_INPUTS,
+    DEFAULT_EPOCHS,
     FLIP_AXES,
     PRECISIONS,
     PREDICTIONS,
@@ -32,7 +33,7 @@ from ..errors import InputError
 
 #: Help text of each option field (every field of the class must be here: a test checks it).
 TRAIN_HELP = {
-    "epochs": "most epochs to train",
+    "epochs": f"most epochs to train (default {DEFAULT_EPOCHS}; with --time-budget: no limit but the budget)",
     "time_budget": "minutes of training; stops after the epoch that reaches it (0: no limit)",
     "batch_size": "cases per step",
     "lr": "Adam learning rate",
@@ -90,7 +91,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls, help_texts: dict[str, str]
             kwargs["choices"] = CHOICES[f.name]
         elif isinstance(default, float):
             kwargs["type"] = float
-        elif isinstance(default, int) or f.name in ("steps", "seed"):
+        elif isinstance(default, int) or f.name in ("steps", "seed", "epochs"):
             kwargs["type"] = int
         if f.name in METAVARS:
             kwargs["metavar"] = METAVARS[f.name]

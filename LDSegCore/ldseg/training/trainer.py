@@ -10,7 +10,8 @@ Res-UNet baseline is trained exactly as LDSeg is, with CE + gamma * Dice and
 no EMA (LDSeg's encoders and decoder are used raw, and so are the baseline's).
 
 A wall-clock budget (``time_budget`` minutes) ends training after the epoch
-that reaches it; the model file is the best validation epoch, as always.
+that reaches it, and without an epoch count it alone does; the model file is
+the best validation epoch, as always.
 
 Exact resume: every epoch's random streams (order, augmentation, timesteps,
 noise, dropout) are seeded from (seed, epoch, rank), and a checkpoint holds
@@ -283,8 +284,8 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             self.progress(
                 "train",
-                (self.epoch + (step + 1) / len(batches)) / opts.epochs,
-                f"epoch {self.epoch + 1}/{opts.epochs} loss {float(loss.detach()):.4f}",
+                self.fraction_done(self.epoch + (step + 1) / len(batches)),
+                f"{self._epoch_text(self.epoch + 1)} loss {float(loss.detach()):.4f}",
             )
         self.scheduler.step()
         return {k: v / max(1, done) for k, v in sums.items()}
@@ -360,17 +361,18 @@ class Trainer:
             what = "" if self.architecture.stochastic else f"the {self.architecture.title} "
             self.progress(
                 "train",
-                self.epoch / opts.epochs,
+                self.fraction_done(),
                 f"training {what}on {describe(self.device)}{' with bf16' if self.bf16 else ''}",
             )
             sides = self._describe_sides()
             if sides:
-                self.progress("train", self.epoch / opts.epochs, sides)
-        while self.epoch < opts.epochs and not self.out_of_time():
+                self.progress("train", self.fraction_done(), sides)
+        limit = opts.epoch_limit  # None: the time budget alone ends training
+        while (limit is None or self.epoch < limit) and not self.out_of_time():
             start = time.perf_counter()
             losses = self._train_epoch()
             self.epoch += 1
-            last = self.epoch == opts.epochs or self._budget_spent(time.perf_counter() - start)
+            last = self.epoch == limit or self._budget_spent(time.perf_counter() - start)
             if self.rank != 0:
                 if last:
                     break
@@ -396,12 +398,12 @@ class Trainer:
             self.progress(
                 "train",
                 self.fraction_done(),
-                f"epoch {self.epoch}/{opts.epochs}"
+                self._epoch_text(self.epoch)
                 # an epoch whose every step was skipped (non-finite gradients) has no loss to show
                 + (f" loss {row['loss']:.4f}" if "loss" in row else " no update (non-finite gradients)")
                 + (f" val Dice {row['val_dice']:.3f}" if "val_dice" in row else ""),
                 epoch=self.epoch,
-                epochs=opts.epochs,
+                **({"epochs": limit} if limit is not None else {}),
                 **extra,
             )
             if on_epoch is not None:
@@ -430,11 +432,18 @@ class Trainer:
             dist.broadcast(spent, 0)
         return bool(spent.item())
 
-    def fraction_done(self) -> float:
-        fraction = self.epoch / self.options.epochs
+    def fraction_done(self, epochs: float | None = None) -> float:
+        """How far training is (``epochs`` done, default the finished ones): by
+        epochs or by the clock, whichever is further."""
+        limit = self.options.epoch_limit
+        fraction = (self.epoch if epochs is None else epochs) / limit if limit is not None else 0.0
         if self.options.time_budget > 0:
             fraction = max(fraction, self.elapsed / (self.options.time_budget * 60))
         return min(1.0, fraction)
+
+    def _epoch_text(self, epoch: int) -> str:
+        limit = self.options.epoch_limit
+        return f"epoch {epoch}" if limit is None else f"epoch {epoch}/{limit}"
 
     def _write_log(self) -> None:
         text = "".join(json.dumps(r) + "\n" for r in self.log)
