@@ -58,7 +58,7 @@ def test_image_attention_is_switchable():
     def names(m):
         return [n for n, _ in m.image_encoder.named_modules() if n.endswith("attn")]
 
-    assert len(names(with_attn)) == 2 and names(without) == []
+    assert len(names(with_attn)) == NetworkConfig().image_attention_levels and names(without) == []
 
 
 def test_denoiser_accepts_latent_grids_that_are_not_multiples_of_its_depth():

@@ -74,6 +74,7 @@ def test_every_option_field_has_one_flag_whose_default_is_the_configs():
         "refine_width": n.refine_width,
         "label_encoder": "learned",
         "image_encoder": "learned",
+        "image_attention_levels": n.image_attention_levels,
     }
     paper = build_parser().parse_args(["train", "data", "-o", "m.safetensors", "--recipe", "paper"])
     assert recipe_settings(paper) == {
@@ -83,6 +84,7 @@ def test_every_option_field_has_one_flag_whose_default_is_the_configs():
         "refine_width": 0,
         "label_encoder": "learned",
         "image_encoder": "learned",
+        "image_attention_levels": 2,  # the reference's last two stages
     }
     ablation = build_parser().parse_args(["train", "data", "-o", "m.safetensors", "--recipe", "paper-ld-id"])
     assert recipe_settings(ablation) == {
@@ -188,6 +190,31 @@ def test_image_attention_flags_reach_a_new_models_config(shared_data):
     assert config(glas, "--image-attention-heads", "2").image_attention_heads == 2
     with pytest.raises(InputError, match="^--image-attention-heads "):
         config(glas, "--image-attention-heads", "0")
+    assert config(glas).image_attention_levels == 1  # round 16: the coarsest stage only
+    assert config(glas, "--recipe", "paper").image_attention_levels == 2  # the reference's last two stages
+    assert config(glas, "--image-attention-levels", "2").image_attention_levels == 2
+    for bad in ("0", "9"):
+        with pytest.raises(InputError, match="^--image-attention-levels "):
+            config(glas, "--image-attention-levels", bad)
+
+
+def test_a_file_from_before_image_attention_levels_keeps_attention_in_two_stages():
+    old = _minimal_v1_config()
+    assert ModelConfig.from_dict(old).network.image_attention_levels == 2
+    assert ModelConfig.from_dict({**old, "network": {"image_attention_levels": 1}}).network.image_attention_levels == 1
+
+
+def test_the_image_encoder_has_attention_at_its_last_levels_only():
+    from ldseg.nn.encoders import ImageEncoder
+    from ldseg.nn.layers import SelfAttention
+
+    def stages_with_attention(levels):
+        net = NetworkConfig(image_attention_levels=levels)
+        encoder = ImageEncoder(2, 1, net)
+        return sum(isinstance(m, SelfAttention) for m in encoder.modules())
+
+    assert stages_with_attention(1) == 1 and stages_with_attention(2) == 2
+    assert stages_with_attention(len(NetworkConfig().encoder_widths)) == len(NetworkConfig().encoder_widths)
 
 
 def _minimal_v1_config() -> dict:

@@ -176,12 +176,16 @@ class NetworkConfig:
     norm: str = "group"  # group | batch | none
     dropout: float = 0.0
     downsample: str = "conv"  # conv (strided) | maxpool
-    image_attention: bool = True  # MHSA in the image encoder's last two stages
+    image_attention: bool = True  # MHSA in the image encoder's last image_attention_levels stages
     attention_heads: int = 8  # the denoiser's self-attention
     # The image encoder's (the 2D reference's 8; 2 trained 1.6x faster but lost
     # 0.03-0.07 Dice, docs/experiments.md round 14). Files from before this field
     # used attention_heads here (ModelConfig.from_dict).
     image_attention_heads: int = 8
+    # The image encoder's coarsest stages with MHSA (when image_attention). The
+    # reference has 2; 1 trains 2x faster per epoch and gained +0.03 held-out Dice
+    # on the few-cases task at the same budget (docs/experiments.md round 16).
+    image_attention_levels: int = 1
     image_latent_norm: str = "layer"  # layer (standardize) | batch | none
     denoiser_channels: tuple[int, ...] = (16, 32, 64)
     denoiser_attention: tuple[bool, ...] = (False, True, True)
@@ -213,12 +217,18 @@ class NetworkConfig:
         for name in ("attention_heads", "image_attention_heads", "denoiser_res_blocks", "denoiser_groups", "time_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if not 1 <= self.image_attention_levels <= len(self.encoder_widths):
+            raise ValueError(
+                f"image_attention_levels must be 1 to {len(self.encoder_widths)} (the encoder's stages), "
+                f"not {self.image_attention_levels}"
+            )
         # a model file may hold anything: sizes must be whole numbers (16.5 channels builds nothing)
         sizes = (*self.encoder_widths, *self.decoder_widths, *self.denoiser_channels, self.latent_channels)
         sizes += (
             self.image_latent_channels,
             self.attention_heads,
             self.image_attention_heads,
+            self.image_attention_levels,
             self.denoiser_res_blocks,
         )
         sizes += (self.denoiser_groups, self.time_dim)
@@ -291,6 +301,7 @@ _PAPER_DESIGN: dict[str, Any] = {
     "decoder_input": "paper",
     "refine_width": 0,
     "terminal_fraction": 0.0,
+    "image_attention_levels": 2,
 }
 
 #: The recipes a new LDSeg model can start from: the defaults above (chosen
@@ -313,7 +324,7 @@ RECIPE_TRAINING: dict[str, dict[str, Any]] = {
 
 #: The model-config fields a recipe sets: DiffusionConfig's, NetworkConfig's.
 RECIPE_DIFFUSION_FIELDS = ("prediction", "decoder_input", "terminal_fraction")
-RECIPE_NETWORK_FIELDS = ("refine_width", "label_encoder", "image_encoder")
+RECIPE_NETWORK_FIELDS = ("refine_width", "label_encoder", "image_encoder", "image_attention_levels")
 
 #: Values of fields that model files of an earlier format did not store: a
 #: missing field means the file was made when the engine used this value.
@@ -332,7 +343,7 @@ LEGACY_VALUES: dict[str, dict[str, Any]] = {
         "sampler": "ddim",
         "sampling_steps": 2,
     },
-    "network": {"refine_width": 0, "label_encoder": "learned", "image_encoder": "learned"},
+    "network": {"refine_width": 0, "label_encoder": "learned", "image_encoder": "learned", "image_attention_levels": 2},
     "model": {"architecture": "ldseg"},
 }
 

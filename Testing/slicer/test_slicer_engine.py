@@ -230,6 +230,48 @@ def test_fine_tune_from_scene_and_folder(scene, engineEnv, tinyModel, tmp_path, 
     assert [c["name"] for c in mine[0].classes] == [c["name"] for c in tinyModel.classes]
 
 
+def test_fine_tune_for_a_time_budget_alone(engineEnv, tinyModel, tmp_path):
+    """Epochs 0 in the panel: no epoch limit, the engine trains for the whole time budget (no
+    --epochs reaches it, and the live text counts epochs without a total); with neither an epoch
+    count nor a budget nothing starts and nothing is written."""
+    folder = tmp_path / "folder"
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "hippocampus_011.nii.gz").symlink_to(HIPPOCAMPUS / sub / "hippocampus_011.nii.gz")
+    output = str(tmp_path / "models" / "tiny-budget.safetensors")
+
+    def job(epochs, timeBudget):
+        return training.TrainingJob(
+            tinyModel,
+            folder=str(folder),
+            epochs=epochs,
+            timeBudget=timeBudget,
+            device="cpu",
+            outputPath=output,
+            python=sys.executable,
+            env=engineEnv,
+        )
+
+    neither = job(0, 0)
+    with pytest.raises(ValueError, match="number of epochs, or a time budget"):
+        neither.start()
+    assert neither.state == RunState.FAILED and not os.path.exists(output)
+
+    budget = job(0, 1)
+    budget.start()
+    try:
+        assert "--epochs" not in budget.process.args and budget.process.args[-2:] == ["--time-budget", "1"]
+        deadline = time.monotonic() + 120
+        while not budget.history and not budget.finished and time.monotonic() < deadline:
+            budget.poll()
+            time.sleep(0.05)
+        assert budget.history, "\n".join(budget.log[-10:])
+        assert budget.history[0].epochs == 0 and budget.liveText().startswith("Epoch 1: loss")
+    finally:
+        budget.cancel(wait=True)
+    assert budget.cancelled and budget.finished and not os.path.exists(output)
+
+
 def test_self_test_body_runs_on_real_mrml(scene, engineEnv, tinyModel):
     """The module's self-test (LDSegTest runs the same function in Slicer), with the engine."""
     from LDSegLib import selftest

@@ -247,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="heads of the image encoder's self-attention in a new model (default: the size's; 8 for small)",
     )
     t.add_argument(
+        "--image-attention-levels",
+        type=int,
+        help="how many of the image encoder's coarsest stages have self-attention in a new model "
+        "(default 1; 2 with --recipe paper*, as in the reference code)",
+    )
+    t.add_argument(
         "--image-attention",
         action=argparse.BooleanOptionalAction,
         default=None,

@@ -52,7 +52,7 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
                 setattr(config.network, key, recipe[key])
         else:
             config.network.refine_width = 0
-        for key in ("latent_channels", "image_latent_channels", "image_attention_heads"):
+        for key in ("latent_channels", "image_latent_channels", "image_attention_heads", "image_attention_levels"):
             value = getattr(args, key, None)
             if value is not None:
                 if value < 1:
@@ -60,6 +60,9 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
                 setattr(config.network, key, value)
         if getattr(args, "image_attention", None) is not None:
             config.network.image_attention = args.image_attention
+        stages = len(config.network.encoder_widths)
+        if config.network.image_attention_levels > stages:
+            raise InputError(f"--image-attention-levels must be at most {stages} (the encoder's stages) for this size")
         config.validate()
         config.title, config.description = args.title or name, args.description
         return config, None

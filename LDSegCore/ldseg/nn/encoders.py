@@ -46,7 +46,8 @@ class LabelEncoder(nn.Module):
 
 class ImageEncoder(nn.Module):
     """Image -> image latent z_i on the label latent's grid, with multi-head
-    self-attention in its last two stages (switchable, for 3D memory)."""
+    self-attention in its last ``image_attention_levels`` stages (switchable,
+    for 3D memory)."""
 
     def __init__(self, dims: int, channels: int, net: NetworkConfig):
         super().__init__()
@@ -55,7 +56,7 @@ class ImageEncoder(nn.Module):
             channels,
             net.image_latent_channels,
             net,
-            attention_levels=2 if net.image_attention else 0,
+            attention_levels=net.image_attention_levels if net.image_attention else 0,
             heads=net.image_attention_heads,
         )
         self.final = net.image_latent_norm

@@ -44,8 +44,9 @@ class LDSegParameterNode:
     (0 = the model's own), samples, seed, probabilities, saveSamples (keep every sample's label map).
     Review: segmentation, uncertainty, sdOpacity, sdThreshold; with samples: showSample, sampleNumber
     (1-based), showFrequency (of the class chosen in the panel).
-    Fine-tune: epochs, timeBudget (minutes, 0 = none), learningRate, trainingFolder (a folder of
-    labeled cases; the path widget is bound, so a saved scene restores it).
+    Fine-tune: epochs (0 = as many as the time budget allows), timeBudget (minutes, 0 = none),
+    learningRate, trainingFolder (a folder of labeled cases; the path widget is bound, so a saved
+    scene restores it).
     """
 
     inputVolume: InputVolume
@@ -65,7 +66,7 @@ class LDSegParameterNode:
     showSample: bool = False
     sampleNumber: Annotated[int, WithinRange(1, 200)] = 1
     showFrequency: bool = False
-    epochs: Annotated[int, WithinRange(1, 10000)] = 20
+    epochs: Annotated[int, WithinRange(0, 10000)] = 20
     timeBudget: Annotated[int, WithinRange(0, 1440)] = 0
     learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = 1e-4
     trainingFolder: pathlib.Path

@@ -21,9 +21,13 @@ IMAGE_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha", ".mhd", ".png", ".tif", 
 @dataclasses.dataclass
 class EpochRecord:
     epoch: int
-    epochs: int
+    epochs: int  # 0: no epoch limit (the time budget ends training)
     loss: float
     valDice: float
+
+    @property
+    def counter(self):
+        return f"{self.epoch}/{self.epochs}" if self.epochs else str(self.epoch)
 
 
 def _stem(name):
@@ -189,10 +193,13 @@ class TrainingJob(runner.EngineJob):
         self.seed = seed
         self.title = title
         self.timeBudget = int(timeBudget or 0)  # minutes; 0 = epochs only
+        self.epochs = max(0, self.epochs)  # 0: as many as the time budget allows
         self.history = []
         self.cases = 0
 
     def prepare(self, workDir):
+        if not self.epochs and not self.timeBudget:
+            raise ValueError("Choose a number of epochs, or a time budget to train for.")
         if not self.baseModel.classes:
             raise ValueError(f"The model '{self.baseModel.label}' lists no classes.")
         dataset = os.path.join(workDir, "dataset")
@@ -211,6 +218,8 @@ class TrainingJob(runner.EngineJob):
                     "This LDSeg engine has no training time budget yet: set the time budget to 0 and choose epochs."
                 )
             budget = ["--time-budget", str(self.timeBudget)]
+        # without --epochs the engine trains for the whole budget
+        epochs = ["--epochs", str(self.epochs)] if self.epochs else []
         return [
             "train",
             dataset,
@@ -218,8 +227,7 @@ class TrainingJob(runner.EngineJob):
             self.outputPath,
             "--init",
             self.baseModel.path,
-            "--epochs",
-            str(self.epochs),
+            *epochs,
             "--lr",
             repr(self.learningRate),
             "--device",
@@ -254,10 +262,7 @@ class TrainingJob(runner.EngineJob):
             return self.message
         last = self.history[-1]
         best = max((h.valDice for h in self.history if h.valDice == h.valDice), default=float("nan"))
-        return (
-            f"Epoch {last.epoch}/{last.epochs}: loss {last.loss:.4f}, validation Dice {last.valDice:.3f} "
-            f"(best {best:.3f})"
-        )
+        return f"Epoch {last.counter}: loss {last.loss:.4f}, validation Dice {last.valDice:.3f} (best {best:.3f})"
 
     def importResults(self):
         if not os.path.isfile(self.outputPath):

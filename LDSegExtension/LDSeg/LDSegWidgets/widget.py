@@ -158,8 +158,10 @@ class LDSegWidgetBase(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.addCaseButton.enabled = bool(p.segmentation and model and not model.error)
         if not (self.trainingJob is not None and self.trainingJob.busy):
             folder, names = self.logic.correctedCases(model)
-            self.ui.fineTuneButton.enabled = bool(model) and bool(
-                names or self.checkedTrainingCases() or parameters.folderText(p.trainingFolder)
+            self.ui.fineTuneButton.enabled = (
+                bool(model)
+                and bool(names or self.checkedTrainingCases() or parameters.folderText(p.trainingFolder))
+                and bool(p.epochs or p.timeBudget)  # no epoch limit needs a time budget
             )
 
     # -- models
@@ -462,7 +464,7 @@ class LDSegWidgetBase(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.trainingStatusLabel.text = job.liveText() if job.state == RunState.RUNNING else job.message
         for record in job.history[self._loggedEpochs :]:
             self.ui.trainingLog.appendPlainText(
-                f"epoch {record.epoch}/{record.epochs}  loss {record.loss:.4f}  val Dice {record.valDice:.3f}"
+                f"epoch {record.counter}  loss {record.loss:.4f}  val Dice {record.valDice:.3f}"
             )
         self._loggedEpochs = len(job.history)
 
