@@ -185,7 +185,7 @@ class TrainingJob(runner.EngineJob):
         self.baseModel = baseModel
         self.sceneCases = list(sceneCases)
         self.folder = folder
-        self.epochs = int(epochs)
+        self.epochs = max(0, int(epochs))  # 0: as many as the time budget allows
         self.learningRate = float(learningRate)
         self.device = device
         self.outputPath = outputPath or newModelPath(baseModel)
@@ -193,7 +193,6 @@ class TrainingJob(runner.EngineJob):
         self.seed = seed
         self.title = title
         self.timeBudget = int(timeBudget or 0)  # minutes; 0 = epochs only
-        self.epochs = max(0, self.epochs)  # 0: as many as the time budget allows
         self.history = []
         self.cases = 0
 
