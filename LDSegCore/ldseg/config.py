@@ -217,11 +217,6 @@ class NetworkConfig:
         for name in ("attention_heads", "image_attention_heads", "denoiser_res_blocks", "denoiser_groups", "time_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
-        if not 1 <= self.image_attention_levels <= len(self.encoder_widths):
-            raise ValueError(
-                f"image_attention_levels must be 1 to {len(self.encoder_widths)} (the encoder's stages), "
-                f"not {self.image_attention_levels}"
-            )
         # a model file may hold anything: sizes must be whole numbers (16.5 channels builds nothing)
         sizes = (*self.encoder_widths, *self.decoder_widths, *self.denoiser_channels, self.latent_channels)
         sizes += (
@@ -234,6 +229,11 @@ class NetworkConfig:
         sizes += (self.denoiser_groups, self.time_dim)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
             raise ValueError("network sizes must be whole numbers")
+        if not 1 <= self.image_attention_levels <= len(self.encoder_widths):
+            raise ValueError(
+                f"image_attention_levels must be 1 to {len(self.encoder_widths)} (the encoder's stages), "
+                f"not {self.image_attention_levels}"
+            )
         if self.refine_width < 0:
             raise ValueError("refine_width must be 0 (no refiner) or positive")
         _choice("label_encoder", self.label_encoder, ENCODER_KINDS)
