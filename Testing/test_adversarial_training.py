@@ -290,7 +290,14 @@ def test_an_epoch_whose_every_step_is_skipped_finishes_and_says_so(dataset, tmp_
 
 
 @pytest.mark.parametrize(
-    "flag, value", [("--terminal-fraction", "1.5"), ("--terminal-fraction", "nan"), ("--image-latent-channels", "0")]
+    "flag, value",
+    [
+        ("--terminal-fraction", "1.5"),
+        ("--terminal-fraction", "nan"),
+        ("--image-latent-channels", "0"),
+        ("--energy-weight", "-1"),
+        ("--energy-weight", "inf"),
+    ],
 )
 def test_an_impossible_recipe_setting_is_one_line_and_writes_nothing(dataset, tmp_path, flag, value):
     out = tmp_path / "m.safetensors"
@@ -308,6 +315,20 @@ def test_the_recipe_settings_of_a_new_model_are_in_its_file_and_it_segments(data
     config, _ = load_model_file(out)
     assert config.diffusion.terminal_fraction == 0.5
     assert (config.network.latent_channels, config.network.image_latent_channels) == (3, 6)
+    image = dataset / "images" / f"{CASES[0]}.nii.gz"
+    result = Segmenter(out, device="cpu").segment(image, samples=2)
+    assert result.classes.shape == nib.load(str(image)).shape
+
+
+def test_energy_score_training_logs_its_term_records_its_weight_and_segments(dataset, tmp_path):
+    """--energy-weight: two more samples per case from t = T, scored against the label's latent (3D path)."""
+    out = tmp_path / "m.safetensors"
+    done = _train(dataset, out, "--energy-weight", "0.5", epochs=2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = [json.loads(line) for line in (tmp_path / "m.run" / "log.jsonl").read_text().splitlines()]
+    assert all(row["loss_energy"] > 0 for row in log if "loss" in row)
+    config, _ = load_model_file(out)
+    assert config.training["options"]["energy_weight"] == 0.5
     image = dataset / "images" / f"{CASES[0]}.nii.gz"
     result = Segmenter(out, device="cpu").segment(image, samples=2)
     assert result.classes.shape == nib.load(str(image)).shape

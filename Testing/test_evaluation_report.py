@@ -299,3 +299,116 @@ def test_report_lidc_and_few_cases_parts_end_to_end(shared_data, tmp_path):
     ]
     assert [t["status"] for t in few_targets] == ["not measured (no baseline model)"]
     assert "## Hippocampus" in report and "**Not run: not selected (--datasets)**" in report
+
+
+def _two_case_glas_copy(shared_data: Path, root: Path) -> Path:
+    """A data root holding only testA_1 and testA_10 of glas/testA (linked)."""
+    for sub in ("images", "labels"):
+        (root / "glas" / "testA" / sub).mkdir(parents=True)
+        for name in ("testA_1.png", "testA_10.png"):
+            (root / "glas" / "testA" / sub / name).symlink_to(shared_data / "glas" / "testA" / sub / name)
+    return root
+
+
+def _report(args: list[str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SCRIPTS / "evaluation_report.py"), *args, "--threads", "1", "--device", "cpu"]
+    return subprocess.run(
+        command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.integration
+def test_report_keeps_the_parts_not_selected_from_the_earlier_report(shared_data, tmp_path):
+    """--keep-others: one part made anew, the earlier report's other parts kept as they were."""
+    glas = make_model_file(
+        tmp_path / "glas-tiny.safetensors",
+        dims=2,
+        channels=3,
+        grid=(32, 32),
+        label_values=(0, 255),
+        class_names=("background", "gland"),
+    )
+    data = _two_case_glas_copy(shared_data, tmp_path / "data")  # a full part on two cases: no --limit
+    out, missing = tmp_path / "docs", str(tmp_path / "missing.safetensors")
+    common = ["--samples", "2", "--data", str(data), "--out", str(out)]
+    first = _report(["--datasets", "fewcases", *common, "--fewcases-model", str(glas), "--fewcases-baseline", missing])
+    assert first.returncode == 0, first.stderr
+    figures = out / "evaluation"
+    before = json.loads((figures / "report.json").read_text())
+    few_before = "## New task" + (out / "evaluation.md").read_text(encoding="utf-8").split("## New task")[1]
+    assert set(before["parts"]) == {"fewcases"}
+
+    second = ["--datasets", "glas", "--keep-others", *common, "--glas-model", str(glas), "--glas-baseline", missing]
+    second += ["--step-counts", "1", "2", "--slow-cases", "1", "--sigmas", "0", "0.2"]
+    done = _report(second)
+    assert done.returncode == 0, done.stderr
+    report = (out / "evaluation.md").read_text(encoding="utf-8")
+    assert "## New task" + report.split("## New task")[1] == few_before
+    after = json.loads((figures / "report.json").read_text())
+    for key in ("targets", "models"):
+        assert [t for t in after[key] if t["dataset"] == "fewcases"] == [
+            t for t in before[key] if t["dataset"] == "fewcases"
+        ]
+    assert after["parts"]["fewcases"] == before["parts"]["fewcases"]
+    assert set(after["parts"]) == {"glas", "fewcases"}  # the parts never run stay not selected
+    assert "--datasets glas --keep-others" in after["parts"]["glas"]["command"]
+    glas_section = report.split("## GlaS")[1].split("## LIDC")[0]
+    assert "### 1. Accuracy" in glas_section and "Not run" not in glas_section
+    assert "**Not run: not selected (--datasets)**" in report.split("## LIDC")[1].split("## New task")[0]
+    header = report.split("## Targets")[0]
+    assert "min for the parts run now" in header
+    assert f"| Kept from an earlier run | fewcases: {before['parts']['fewcases']['date_utc']}, `" in header
+
+
+def _report_files(folder: Path, record) -> tuple[Path, Path]:
+    (folder / "evaluation").mkdir(parents=True, exist_ok=True)
+    text = "# LDSeg evaluation report\n\n## Targets\n\n## GlaS (x)\n\nglas text\n\n\n## LIDC (y)\n\nlidc text\n"
+    (folder / "evaluation.md").write_text(text)
+    (folder / "evaluation" / "report.json").write_text(json.dumps(record))
+    return folder / "evaluation.md", folder / "evaluation" / "report.json"
+
+
+def test_keep_others_takes_each_part_from_its_heading_to_the_next_part():
+    from evalreport.previous import split_sections
+
+    text = "# R\n\n## Targets\n\nt\n\n## GlaS (x)\n\nA\n\n### 1. Accuracy\n\nB\n\n\n## LIDC (y)\n\nC\n"
+    parts = split_sections(text, {"glas": "GlaS (x)", "lidc": "LIDC (y)", "fewcases": "New (z)"})
+    assert parts == {
+        "glas": ["## GlaS (x)", "", "A", "", "### 1. Accuracy", "", "B", ""],
+        "lidc": ["## LIDC (y)", "", "C", ""],
+    }
+
+
+def test_keep_others_refuses_a_missing_quick_check_or_inconsistent_earlier_report(tmp_path):
+    from evalreport.previous import kept_parts
+
+    from ldseg.errors import InputError
+
+    titles = {"glas": "GlaS (x)", "lidc": "LIDC (y)"}
+    with pytest.raises(InputError, match="evaluation.md not found"):
+        kept_parts(tmp_path / "evaluation.md", tmp_path / "evaluation" / "report.json", titles, ["lidc"])
+    machine = {"date_utc": "2026-12-01 10:00 UTC", "command": "python r.py", "git": "abc", "device": "cpu"}
+    report, record = _report_files(tmp_path / "quick", {"machine": machine, "limit": 2})
+    with pytest.raises(InputError, match="--limit quick check"):
+        kept_parts(report, record, titles, ["lidc"])
+    parts = {"lidc": machine, "fewcases": machine}  # fewcases made there, but its section is gone
+    report, record = _report_files(tmp_path / "odd", {"machine": machine, "parts": parts})
+    with pytest.raises(InputError, match="no section for its fewcases part"):
+        kept_parts(report, record, {**titles, "fewcases": "New (z)"}, ["lidc", "fewcases"])
+    # a report from before parts were recorded: its machine made every part
+    targets = [{"dataset": "lidc", "target": "t"}, {"dataset": "glas", "target": "u"}]
+    report, record = _report_files(tmp_path / "old", {"machine": machine, "targets": targets, "limit": None})
+    kept = kept_parts(report, record, titles, ["lidc"])
+    assert list(kept) == ["lidc"] and kept["lidc"].targets == [targets[0]]
+    assert kept["lidc"].made_by["date_utc"] == machine["date_utc"] and kept["lidc"].lines[-2] == "lidc text"
+
+
+def test_keep_others_with_a_missing_earlier_report_writes_nothing(tmp_path):
+    out = tmp_path / "docs"
+    command = [sys.executable, str(SCRIPTS / "evaluation_report.py"), "--datasets", "glas", "--keep-others"]
+    done = subprocess.run(command + ["--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: --keep-others needs the earlier report: {out}/evaluation.md not found"
+    ]
+    assert not out.exists()

@@ -17,6 +17,8 @@ From the repository root, with LDSeg installed in .venv:
     OMP_NUM_THREADS=2 .venv/bin/python scripts/evaluation_report.py --threads 2
 
 Quick check on two cases per data set: add ``--limit 2 --out /tmp/report``.
+One part anew, the others kept as they are (e.g. after retraining one model):
+``--datasets glas --keep-others``.
 The few-cases models are options (``--fewcases-model``, ``--fewcases-baseline``;
 default ``runs/fewcases-ldseg.safetensors``, ``runs/fewcases-resunet.safetensors``).
 """
@@ -33,6 +35,7 @@ import torch
 from evalreport import figures, markdown
 from evalreport.datasets import ALL_PARTS, DATASETS, DEFAULT_DATA_ROOT, FEWCASES, LIDC, REPO_ROOT
 from evalreport.environment import display_path, machine_info, utc_now
+from evalreport.previous import kept_parts, provenance
 from evalreport.runs import SLOW_STEPS, Settings, evaluate_dataset, example_case
 from evalreport.sections import FewCasesSection, RaterSection, leak_check, load_segmenter
 from evalreport.summaries import dataset_summary, dataset_targets, rater_targets, versus_baseline_target
@@ -104,6 +107,11 @@ def parse_args(argv):
         help="noise SDs on images scaled to [0, 1]",
     )
     p.add_argument("--limit", type=int, default=None, help="use only the first M test cases (quick checks)")
+    p.add_argument(
+        "--keep-others",
+        action="store_true",
+        help="keep the parts not selected (sections, targets, model rows) from the earlier report in --out",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's)")
@@ -115,6 +123,8 @@ def parse_args(argv):
         p.error("--samples and --limit must be at least 1, --slow-cases at least 0")
     if args.lidc_every < 1 or args.lidc_samples < 1:
         p.error("--lidc-every and --lidc-samples must be at least 1")
+    if args.keep_others and args.limit is not None:
+        p.error("--keep-others keeps parts of a full report: it cannot be combined with --limit")
     if any(k < 1 for k in args.step_counts) or any(not math.isfinite(s) or s < 0 for s in args.sigmas):
         p.error("step counts must be at least 1 and sigmas non-negative")
     return args
@@ -272,11 +282,15 @@ def _k1_single_gap(run) -> float | None:
 
 def _extra_section(key, args, make):
     """(section, its evaluation) of the LIDC or few-cases part; not selected: (a line, None)."""
-    spec = LIDC if key == LIDC.key else FEWCASES
+    spec = _spec(key)
     if key not in args.datasets:
         return {"spec": spec, "skipped": "not selected (--datasets)"}, None
     evaluation = make()
     return evaluation.run(), evaluation
+
+
+def _spec(key: str):
+    return DATASETS.get(key) or (LIDC if key == LIDC.key else FEWCASES)
 
 
 def _subset_note(section: dict) -> str:
@@ -302,6 +316,15 @@ def main(argv=None) -> int:
         seed=args.seed,
     )
     figure_dir = args.out / FIGURE_FOLDER
+    kept = {}
+    if args.keep_others:  # read before anything runs or is written
+        titles = {key: _spec(key).title for key in ALL_PARTS}
+        others = [key for key in ALL_PARTS if key not in args.datasets]
+        try:
+            kept = kept_parts(args.out / REPORT_NAME, figure_dir / "report.json", titles, others)
+        except LDSegError as e:
+            log(f"error: {e}")
+            return 2
     try:
         figure_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -312,6 +335,11 @@ def main(argv=None) -> int:
     try:
         for key in DATASETS:
             spec = DATASETS[key]
+            if key in kept:
+                sections.append({"spec": spec, "kept": kept[key].lines})
+                targets += kept[key].targets
+                models += kept[key].models
+                continue
             if key not in args.datasets:
                 sections.append({"spec": spec, "skipped": "not selected (--datasets)"})
                 targets += dataset_targets(spec, None, "not selected", "")
@@ -328,6 +356,11 @@ def main(argv=None) -> int:
             (LIDC.key, lambda: RaterSection(LIDC, args, figure_dir)),
             (FEWCASES.key, lambda: FewCasesSection(FEWCASES, args, settings, figure_dir)),
         ):
+            if key in kept:
+                sections.append({"spec": _spec(key), "kept": kept[key].lines})
+                targets += kept[key].targets
+                models += kept[key].models
+                continue
             section, evaluation = _extra_section(key, args, make)
             sections.append(section)
             if evaluation is not None:
@@ -368,7 +401,12 @@ def main(argv=None) -> int:
         if args.limit
         else ""
     )
-    text = markdown.report_text(machine, header_settings, wall, limit_note, models, targets, sections)
+    made_by = {key: provenance(machine) for key in ALL_PARTS if key in args.datasets}
+    made_by.update({key: part.made_by for key, part in kept.items()})
+    made_by = {key: made_by[key] for key in ALL_PARTS if key in made_by}  # report order
+    text = markdown.report_text(
+        machine, header_settings, wall, limit_note, models, targets, sections, {k: p.made_by for k, p in kept.items()}
+    )
     write_json(
         {
             "machine": machine,
@@ -377,6 +415,7 @@ def main(argv=None) -> int:
             "models": models,
             "targets": targets,
             "limit": args.limit,
+            "parts": made_by,
         },
         figure_dir / "report.json",
     )

@@ -516,6 +516,10 @@ class IntensityJitter:
 INTENSITY_JITTER = IntensityJitter()
 
 
+#: Samples per case of the energy score (``TrainOptions.energy_weight``): two,
+#: the fewest it needs; each one more costs a denoiser pass per step.
+ENERGY_SAMPLES = 2
+
 #: Epochs of a training without --epochs and without a --time-budget (with a
 #: budget and no --epochs, training runs for the budget: a user who says
 #: "twenty minutes" gets twenty minutes, whatever an epoch costs).
@@ -534,6 +538,7 @@ class TrainOptions:
     gamma: float = 2.0  # Dice loss weight
     lam: float = 1.0  # denoiser MSE weight
     latent_l1: float = 0.0  # SDSeg latent-estimation loss weight (0: off)
+    energy_weight: float = 0.0  # weight of the energy score of samples drawn from t = T (0: off)
     ema_decay: float = 0.999
     augment: bool = True  # random flips, and the intensity changes below (False: no augmentation at all)
     intensity_augment: bool = True  # random gamma, contrast, brightness, noise (INTENSITY_JITTER)
@@ -564,7 +569,7 @@ class TrainOptions:
         _finite("time_budget", self.time_budget, low=0.0)
         _finite("lr", self.lr, low=0.0, low_open=True)
         _finite("lr_decay", self.lr_decay, low=0.0, high=1.0, low_open=True)
-        for name in ("gamma", "lam", "latent_l1"):
+        for name in ("gamma", "lam", "latent_l1", "energy_weight"):
             _finite(name, getattr(self, name), low=0.0)
         _finite("ema_decay", self.ema_decay, low=0.0, high=1.0)
         if not 0 <= self.seed <= MAX_SEED:

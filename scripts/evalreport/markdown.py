@@ -39,7 +39,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 # ---------------------------------------------------------------- header
 
 
-def header_lines(machine: dict, settings: dict, wall_seconds: float, limit_note: str) -> list[str]:
+def header_lines(
+    machine: dict, settings: dict, wall_seconds: float, limit_note: str, kept: dict | None = None
+) -> list[str]:
+    """``kept``: the parts kept from earlier reports (--keep-others), each with its run."""
     lines = [
         "# LDSeg evaluation report",
         "",
@@ -74,10 +77,22 @@ def header_lines(machine: dict, settings: dict, wall_seconds: float, limit_note:
                 f"test cases; noise σ ∈ {{{', '.join(_num(s, 2) for s in settings['sigmas'])}}}"
                 + _lidc_settings(settings),
             ],
-            ["Wall time", f"{wall_seconds / 60:.1f} min for the whole report"],
-        ],
+            ["Wall time", f"{wall_seconds / 60:.1f} min for " + ("the parts run now" if kept else "the whole report")],
+        ]
+        + _kept_rows(kept or {}),
     )
     return lines + [""]
+
+
+def _kept_rows(kept: dict) -> list[list[str]]:
+    """One row per earlier run whose parts this report kept."""
+    runs: dict[tuple, list[str]] = {}
+    for key, run in kept.items():
+        runs.setdefault(tuple(run.get(k) for k in ("date_utc", "command", "git", "device")), []).append(key)
+    return [
+        ["Kept from an earlier run", f"{', '.join(keys)}: {date}, `{command}`, git {git}, {device}"]
+        for (date, command, git, device), keys in runs.items()
+    ]
 
 
 def _lidc_settings(settings: dict) -> str:
@@ -528,6 +543,8 @@ def fewcases_lines(section: dict) -> list[str]:
 
 
 def section_lines(section: dict) -> list[str]:
+    if "kept" in section:  # from an earlier report, as it was
+        return list(section["kept"])
     kind = section.get("kind")
     if section["spec"].key == "lidc" or kind == "raters":
         return raters_lines(section)
@@ -536,8 +553,9 @@ def section_lines(section: dict) -> list[str]:
     return dataset_lines(section)
 
 
-def report_text(machine, settings, wall_seconds, limit_note, models, targets, sections) -> str:
-    lines = header_lines(machine, settings, wall_seconds, limit_note)
+def report_text(machine, settings, wall_seconds, limit_note, models, targets, sections, kept=None) -> str:
+    """``kept``: each part's run, when some parts were kept from earlier runs."""
+    lines = header_lines(machine, settings, wall_seconds, limit_note, kept)
     lines += targets_lines(targets)
     lines += models_lines(models)
     for section in sections:

@@ -1,8 +1,8 @@
 """LDSeg: latent diffusion (paper, Algorithms 1 and 2).
 
 Training: CE + gamma * Dice on the decoded latent + lambda * MSE of the
-denoiser's prediction (+ optionally SDSeg's L1 latent-estimation loss), all
-four networks at once; the denoiser's EMA is what a model file carries.
+denoiser's prediction (+ optionally SDSeg's L1 latent-estimation loss, and
+an energy score of samples drawn from t = T), all four networks at once; the denoiser's EMA is what a model file carries.
 Prediction: the image encoded once, N samples of the diffusion sampler
 decoded, their mean and per-voxel SD.
 """
@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..config import ENERGY_SAMPLES
 from ..device import PrecisionPolicy, autocast
 from ..diffusion.samplers import sampler_timesteps
 from ..diffusion.schedule import NoiseSchedule
@@ -23,7 +24,7 @@ from ..errors import InputError
 from ..inference.fastpath import InferenceNetworks
 from ..inference.sampling import SamplingOptions, sample_probabilities
 from ..nn.ldseg_net import LDSegNet
-from ..training.losses import segmentation_loss
+from ..training.losses import energy_score, segmentation_loss
 from .base import Architecture, Prediction, Predictor, Sampling, TrainingStep
 
 
@@ -59,8 +60,13 @@ class LatentDiffusion(Architecture):
         latent = (b, self.config.network.latent_channels, *self.config.latent_grid)
         noise = torch.randn(latent, generator=generator)  # independent per sample
         t, noise = t.to(dev), noise.to(dev)
+        terminal_noise = None
+        if options.energy_weight > 0:  # no draw at 0: runs without it stay bit-identical
+            terminal_noise = torch.randn((ENERGY_SAMPLES, *latent), generator=generator).to(dev)
         with autocast(dev, policy.bf16):
-            logits, output, z0, z_t, x0, coarse = net(images, labels, noise, t, self.schedule, policy.denoiser)
+            logits, output, z0, z_t, x0, coarse, terminal = net(
+                images, labels, noise, t, self.schedule, policy.denoiser, terminal_noise
+            )
         ce, dice = segmentation_loss(logits, labels)
         # The target's z0 carries no gradient (x0/v): the label encoder must not
         # shape its latent to be easy to predict instead of easy to decode.
@@ -78,6 +84,12 @@ class LatentDiffusion(Architecture):
             l1 = torch.mean(torch.abs(x0.float() - z0.float()))
             loss = loss + options.latent_l1 * l1
             terms["loss_latent"] = l1
+        if terminal is not None:
+            # the target carries no gradient, as in the MSE: the label encoder
+            # must not make its latent easy to sample instead of easy to decode
+            energy = energy_score(terminal, z0.detach())
+            loss = loss + options.energy_weight * energy
+            terms["loss_energy"] = energy
         return TrainingStep(loss, terms)
 
     def sampling(self, samples: int, sampler: str | None, steps: int | None) -> Sampling:

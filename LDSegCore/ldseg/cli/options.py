@@ -41,6 +41,9 @@ TRAIN_HELP = {
     "gamma": "Dice loss weight",
     "lam": "denoiser MSE weight",
     "latent_l1": "SDSeg latent-estimation loss weight (0: off)",
+    "energy_weight": "weight of an energy score (a proper scoring rule) on two samples drawn from pure noise at "
+    "t = T, the step that decides a K = 2 sample: it trains that step to draw from the label's distribution "
+    "instead of its mean (0: off, the paper's MSE alone)",
     "ema_decay": "EMA decay of the denoiser",
     "augment": "random flips and, with --intensity-augment, intensity changes (--no-augment: no augmentation at all)",
     "intensity_augment": "random gamma, per-channel contrast and brightness, and Gaussian noise on training images",

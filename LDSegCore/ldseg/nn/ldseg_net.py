@@ -87,6 +87,7 @@ class LDSegNet(nn.Module):
         t: torch.Tensor,
         schedule: NoiseSchedule,
         denoiser_autocast: bool = True,
+        terminal_noise: torch.Tensor | None = None,
     ):
         """One end-to-end training pass (paper, Algorithm 1), as one call so
         DistributedDataParallel sees every network.
@@ -95,23 +96,40 @@ class LDSegNet(nn.Module):
         ``denoiser_autocast`` False runs the denoiser in fp32 inside an
         autocast region (the precision policy's choice). Returns (logits,
         denoiser output, z_0, z_t, x0 estimate, coarse logits before the
-        refiner).
+        refiner, terminal samples).
+
+        ``terminal_noise`` (m, B, *latent), optional: m more noises per case,
+        denoised from t = T, the step that decides a K = 2 sample; their x0
+        estimates, standardized as the sampler does, are the terminal samples
+        (m, B, *latent), else None.
         """
         z0 = self.encode_label(labels)
         z_i = self.encode_image(image)
         z_t = schedule.add_noise(z0, noise, t)
-        if not denoiser_autocast and torch.is_autocast_enabled(z_t.device.type):
-            with torch.autocast(z_t.device.type, enabled=False):
-                output = self.denoiser(z_t.float(), z_i.float(), t)
-        else:
-            output = self.denoiser(z_t, z_i, t)
+        output = self._denoise(z_t, z_i, t, denoiser_autocast)
         x0, eps = schedule.split(z_t, output, t)
+        terminal = None
+        if terminal_noise is not None:
+            m = terminal_noise.shape[0]
+            t_end = torch.full((m * t.shape[0],), schedule.T, dtype=t.dtype, device=t.device)
+            z_end = schedule.add_noise(
+                z0.detach().repeat(m, *[1] * (z0.dim() - 1)), terminal_noise.flatten(0, 1), t_end
+            )
+            out_end = self._denoise(z_end, z_i.repeat(m, *[1] * (z_i.dim() - 1)), t_end, denoiser_autocast)
+            terminal = standardize(schedule.split(z_end, out_end, t_end)[0].float()).unflatten(0, (m, -1))
         if self.config.diffusion.decoder_input == "paper":
             z_dn = z_t - eps  # eq. 12: subtract the predicted noise
         else:
             z_dn = standardize(x0)  # the x0 estimate, standardized as the sampler does at inference
         coarse = self.decoder(z_dn)
-        return self.refine(coarse, image), output, z0, z_t, x0, coarse
+        return self.refine(coarse, image), output, z0, z_t, x0, coarse, terminal
+
+    def _denoise(self, z_t, z_i, t, in_autocast: bool) -> torch.Tensor:
+        """The denoiser, in fp32 inside an autocast region where the precision policy says so."""
+        if not in_autocast and torch.is_autocast_enabled(z_t.device.type):
+            with torch.autocast(z_t.device.type, enabled=False):
+                return self.denoiser(z_t.float(), z_i.float(), t)
+        return self.denoiser(z_t, z_i, t)
 
 
 def count_parameters(module: nn.Module) -> int:
