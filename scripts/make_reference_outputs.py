@@ -6,7 +6,10 @@ sampler default): ``python scripts/make_reference_outputs.py``. fp32 kernels
 differ between CPU kinds in the last bits (AVX-512 against AVX2 machines), so
 ``--add-cpu`` records the same cases on another kind of CPU as that kind's
 set (``alternates``, keyed by ``ldseg.device.cpu_kind``); a new main recording
-drops those sets, which belonged to the old outputs.
+drops those sets, which belonged to the old outputs. Each record names the
+SHA-256 of the model file it was made with, so a record of a model file
+that has since been replaced is known as such (the test skips it and says
+how to record it anew) instead of failing on a CPU kind nobody could record.
 """
 
 from __future__ import annotations
@@ -37,9 +40,14 @@ def digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def main() -> int:
     from ldseg.device import cpu_kind
     from ldseg.inference.segmenter import Segmenter  # the script's own import path is rewritten on moves
+    from ldseg.io.models import resolve_model
 
     add_cpu = "--add-cpu" in sys.argv[1:]
     torch.set_num_threads(2)
@@ -51,6 +59,7 @@ def main() -> int:
             records.append(
                 {
                     "model": model,
+                    "model_sha256": file_digest(resolve_model(model)),
                     "case": f"{folder}/images/{case}",
                     "precision": precision,
                     "ran_precision": result.precision,
