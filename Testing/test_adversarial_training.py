@@ -165,6 +165,21 @@ def test_resume_with_the_same_arguments_continues(started_run, capsys):
     assert [row["epoch"] for row in log] == [1, 2]
 
 
+def test_resume_of_a_run_started_before_an_option_existed_continues(started_run, capsys):
+    """An option the engine gained since (absent from the run record) at its default is no change;
+    given another value it is."""
+    dataset, out, run_dir = started_run
+    record = json.loads((run_dir / RECORD).read_text())
+    del record["arguments"]["energy_weight"]
+    (run_dir / RECORD).write_text(json.dumps(record))
+    code, events = _main(capsys, *_train_args(dataset, out, "--resume", "--energy-weight", "0.5", epochs=2))
+    assert code == 2 and "--energy-weight (not given) -> 0.5" in events[-1]["message"]
+    code, events = _main(capsys, *_train_args(dataset, out, "--resume", epochs=2))
+    assert code == 0, events
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in log] == [1, 2]
+
+
 @pytest.mark.parametrize("damage", ["missing_keys", "wrong_shape"])
 def test_a_checkpoint_that_does_not_fit_is_one_line(started_run, capsys, damage):
     dataset, out, run_dir = started_run

@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import __version__
+from ..config import TrainOptions
 from ..errors import LDSegError, OutputError
 from ..io.atomic import write_bytes_atomic
 from .trainer import CHECKPOINT
@@ -140,8 +142,13 @@ def _describe(value) -> str:
 
 
 def _argument_changes(started: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    # A training option added to the engine after the run started is absent
+    # from its record; left at its default it trains as the run did.
+    defaults = {f.name: f.default for f in fields(TrainOptions)}
     changes = []
     for key in sorted(set(started) | set(now)):
+        if key not in started and key in defaults and now.get(key) == defaults[key]:
+            continue
         if started.get(key) != now.get(key):
             flag = "--" + key.replace("_", "-")
             changes.append(f"{flag} {_describe(started.get(key))} -> {_describe(now.get(key))}")
