@@ -353,7 +353,7 @@ def test_report_keeps_the_parts_not_selected_from_the_earlier_report(shared_data
     assert set(after["parts"]) == {"glas", "fewcases"}  # the parts never run stay not selected
     assert "--datasets glas --keep-others" in after["parts"]["glas"]["command"]
     glas_section = report.split("## GlaS")[1].split("## LIDC")[0]
-    assert "### 1. Accuracy" in glas_section and "Not run" not in glas_section
+    assert "### 1. Accuracy" in glas_section and "**Not run:" not in glas_section
     assert "**Not run: not selected (--datasets)**" in report.split("## LIDC")[1].split("## New task")[0]
     header = report.split("## Targets")[0]
     assert "min for the parts run now" in header
