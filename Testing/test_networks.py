@@ -39,8 +39,11 @@ def test_shapes_2d_3d_multiclass(dims, channels, grid, classes):
     eps = model.denoise(torch.randn(latent), z_i, t)
     assert eps.shape == latent
     assert model.decode(z0, image).shape == (b, classes, *grid)
-    logits, eps_hat, z0b, z_t, x0, coarse = model(image, labels, torch.randn(latent), t, NoiseSchedule())
+    logits, eps_hat, z0b, z_t, x0, coarse, terminal = model(image, labels, torch.randn(latent), t, NoiseSchedule())
     assert logits.shape == coarse.shape == (b, classes, *grid) and eps_hat.shape == latent and x0.shape == latent
+    assert terminal is None  # no terminal noise given: no energy-score samples
+    *_, terminal = model(image, labels, torch.randn(latent), t, NoiseSchedule(), True, torch.randn(2, *latent))
+    assert terminal.shape == (2, *latent)
 
 
 def test_label_latent_is_standardized_per_sample():
