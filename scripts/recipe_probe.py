@@ -7,7 +7,8 @@ decorative), sample diversity (mean pairwise 1 - IoU of the foreground), and
 how well the SD map, 1 - max p, the entropy of the mean, the samples' expected
 entropy and their mutual information (entropy of the mean minus expected
 entropy: the part that comes from the samples differing) find the wrong voxels
-(pooled AUROC). For a Res-UNet: its Dice and its softmax's 1 - max p and
+(pooled AUROC), and the share of the wrong voxels on which all N samples agree
+(errors no spread of samples can reveal: the model's bias). For a Res-UNet: its Dice and its softmax's 1 - max p and
 entropy AUROC.
 
     python scripts/recipe_probe.py MODEL.safetensors DATASET [--samples 10] [--json OUT]
@@ -51,6 +52,7 @@ def probe(
     data = SegmentationDataset(pairs, config.preprocessing)
     c = config.num_classes
     rows, wrong = [], []
+    wrong_count = wrong_unanimous = 0
     scores: dict[str, list[np.ndarray]] = {}
 
     def score(name: str, values) -> None:
@@ -86,6 +88,10 @@ def probe(
             p_noise = decode_latents(model, noise_latent, opts, x)[0]
         mean, sd = probs.mean(0), probs.std(0, unbiased=False).amax(0)
         pred = mean.argmax(0).numpy()
+        sample_labels = probs.argmax(1).numpy()
+        case_wrong = pred != ref
+        wrong_count += int(case_wrong.sum())
+        wrong_unanimous += int((case_wrong & (sample_labels == sample_labels[0]).all(0)).sum())
         fg = [(probs[k].argmax(0) > 0).numpy() for k in range(samples)]
         pairs_iou = [
             np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum()) for a, b in itertools.combinations(fg, 2)
@@ -110,6 +116,8 @@ def probe(
     positives = np.concatenate(wrong)
     for name, values in scores.items():
         out[name] = round(roc_auc(np.concatenate(values), positives), 4)
+    if arch.stochastic:
+        out["wrong_unanimous_share"] = round(wrong_unanimous / max(1, wrong_count), 4)
     out.update(
         cases=len(rows),
         model=str(model_path),
