@@ -8,8 +8,8 @@ how well the SD map, 1 - max p, the entropy of the mean, the samples' expected
 entropy and their mutual information (entropy of the mean minus expected
 entropy: the part that comes from the samples differing) find the wrong voxels
 (pooled AUROC), and the share of the wrong voxels on which all N samples agree
-(errors no spread of samples can reveal: the model's bias). For a Res-UNet: its Dice and its softmax's 1 - max p and
-entropy AUROC.
+(errors no spread of samples can reveal: the model's bias). For a Res-UNet: its
+Dice and its softmax's 1 - max p and entropy AUROC.
 
     python scripts/recipe_probe.py MODEL.safetensors DATASET [--samples 10] [--json OUT]
         [--sampler ddim|ddpm] [--steps K] [--eta ETA]   (default: the model's sampler, K, eta 0)
@@ -92,7 +92,7 @@ def probe(
         case_wrong = pred != ref
         wrong_count += int(case_wrong.sum())
         wrong_unanimous += int((case_wrong & (sample_labels == sample_labels[0]).all(0)).sum())
-        fg = [(probs[k].argmax(0) > 0).numpy() for k in range(samples)]
+        fg = [labels_k > 0 for labels_k in sample_labels]
         pairs_iou = [
             np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum()) for a, b in itertools.combinations(fg, 2)
         ]
@@ -111,7 +111,7 @@ def probe(
         score("auroc_entropy", entropy_of_mean)
         score("auroc_expected_entropy", expected_entropy)
         score("auroc_mutual_information", entropy_of_mean - expected_entropy)
-        wrong.append((pred != ref).ravel())
+        wrong.append(case_wrong.ravel())
     out = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
     positives = np.concatenate(wrong)
     for name, values in scores.items():

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Round 19: default vs --energy-weight 1 at a long budget, GlaS 64x96 small, 75 min each,
 # seeds 0 and 1, all four at the same time (one thread each on 2 cores: equal shares).
-cd /work/main; . .venv/bin/activate; mkdir -p runs/r19
+cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"; . .venv/bin/activate; mkdir -p runs/r19
 for seed in 0 1; do
   for v in base es; do
     extra=""; [ $v = es ] && extra="--energy-weight 1"
