@@ -5,7 +5,7 @@ mean probabilities and SD maps of a few held-out cases, recorded by
 scripts/make_reference_outputs.py from the engine before a change. A
 refactoring must reproduce every bit; a change meant to alter results (a new
 model, a new default) records them anew and says so in its commit. fp32
-kernels differ in the last bits between CPU kinds, so a CPU kind with a set
+kernels differ in the last bits between CPU kinds (AVX2, AVX-512 BF16, AMX), so a CPU kind with a set
 of its own (``alternates``, by ``ldseg.device.cpu_kind``) is held to that set.
 A record made with a model file that has since been replaced (its
 ``model_sha256`` differs) is skipped with the command that records it anew:
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from ldseg import device
 from ldseg.device import cpu_has_fast_bf16, cpu_kind
 from ldseg.inference.segmenter import Segmenter
 from ldseg.io.models import resolve_model
@@ -56,3 +57,14 @@ def test_shipped_model_output_is_bit_identical_to_the_reference(record, shared_d
     assert _digest(result.labels) == record["labels"]
     assert _digest(result.probabilities) == record["probabilities"]
     assert _digest(result.sd) == record["sd"]
+
+
+@pytest.mark.parametrize(
+    "flags, suffix, fast_bf16",
+    [({"avx2"}, "", False), ({"avx512f", "avx512_bf16"}, "+bf16", True), ({"avx512_bf16", "amx_bf16"}, "+amx", True)],
+)
+def test_cpu_kind_tells_amx_from_avx512_bf16(monkeypatch, flags, suffix, fast_bf16):
+    # An Intel AMX and an AMD AVX-512 BF16 machine give other bits: each needs a reference set of its own.
+    monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset(flags))
+    assert cpu_kind() == torch.backends.cpu.get_cpu_capability() + suffix
+    assert cpu_has_fast_bf16() is fast_bf16

@@ -41,26 +41,33 @@ def describe(device: torch.device) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """AMX or AVX-512 BF16 instructions make bf16 matmuls/convolutions fast;
-    without them bf16 on the CPU is emulated and slower than fp32."""
+def _cpu_flags() -> frozenset:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = set()
+        return frozenset()
     for line in text.splitlines():
         if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool({"amx_bf16", "avx512_bf16"} & flags)
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX-512 BF16 instructions make bf16 matmuls/convolutions fast;
+    without them bf16 on the CPU is emulated and slower than fp32."""
+    return bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
 
 
 def cpu_kind() -> str:
     """Which CPU kernels run here: ATen's CPU capability (AVX2, AVX512, ...),
-    plus "+bf16" where the CPU has fast bf16. fp32 results of two kinds may
-    differ in the last bits."""
-    return torch.backends.cpu.get_cpu_capability() + ("+bf16" if cpu_has_fast_bf16() else "")
+    plus "+amx" where the CPU has AMX, else "+bf16" where it has AVX-512 BF16.
+    Results of two kinds may differ in the last bits: oneDNN picks other
+    kernels on AMX (an Intel AMX and an AMD AVX-512 BF16 machine gave other
+    probability bits in fp32, and other labels in bf16)."""
+    flags = _cpu_flags()
+    extra = "+amx" if "amx_bf16" in flags else "+bf16" if "avx512_bf16" in flags else ""
+    return torch.backends.cpu.get_cpu_capability() + extra
 
 
 def use_bf16(device: torch.device, precision: str = "auto") -> bool:
