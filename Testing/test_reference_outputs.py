@@ -5,8 +5,9 @@ mean probabilities and SD maps of a few held-out cases, recorded by
 scripts/make_reference_outputs.py from the engine before a change. A
 refactoring must reproduce every bit; a change meant to alter results (a new
 model, a new default) records them anew and says so in its commit. fp32
-kernels differ in the last bits between CPU kinds (AVX2, AVX-512 BF16, AMX), so a CPU kind with a set
-of its own (``alternates``, by ``ldseg.device.cpu_kind``) is held to that set.
+kernels differ in the last bits between CPU kinds (AVX2, AVX-512 BF16, AMX),
+so a CPU kind with a set of its own (``alternates``, by
+``ldseg.device.cpu_kind``) is held to that set.
 A record made with a model file that has since been replaced (its
 ``model_sha256`` differs) is skipped with the command that records it anew:
 a retrained model can only be recorded on the CPU kinds at hand.
