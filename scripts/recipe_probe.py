@@ -11,8 +11,12 @@ entropy: the part that comes from the samples differing) find the wrong voxels
 (errors no spread of samples can reveal: the model's bias). For a Res-UNet: its
 Dice and its softmax's 1 - max p and entropy AUROC.
 
+With ``--flips``, sample k sees the image flipped by the k-th (mod F) of the F
+flip combinations the model was trained with (every subset of its flip axes),
+its output flipped back; a Res-UNet averages its softmax over the F flips.
+
     python scripts/recipe_probe.py MODEL.safetensors DATASET [--samples 10] [--json OUT]
-        [--sampler ddim|ddpm] [--steps K] [--eta ETA]   (default: the model's sampler, K, eta 0)
+        [--sampler ddim|ddpm] [--steps K] [--eta ETA] [--flips]   (default: the model's sampler, K, eta 0)
 """
 
 from __future__ import annotations
@@ -39,8 +43,32 @@ def foreground_dice(pred: np.ndarray, ref: np.ndarray, classes: int) -> float:
     return float(dice_per_class(pred, ref, classes)[1:].mean())
 
 
+def flip_combinations(config) -> list[tuple[int, ...]]:
+    """Every subset of the spatial axes the model was trained to flip along."""
+    dims = config.preprocessing.dims
+    flip_axes = config.training.get("flip_axes")
+    if flip_axes in ("all", None):  # None: trained before round 8, when every axis was flipped
+        axes = list(range(dims))
+    elif flip_axes == "left-right" and config.preprocessing.orientation == "RAS":
+        axes = [dims - 1]
+    else:
+        raise SystemExit(f"--flips: the model's flips ({flip_axes}) are not known here")
+    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+
+def flipped(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    """``t`` (B, C, *spatial) flipped along spatial ``axes``."""
+    return t.flip([a + 2 for a in axes]) if axes else t
+
+
 def probe(
-    model_path: Path, dataset: Path, samples: int, sampler: str | None = None, steps: int | None = None, eta=0.0
+    model_path: Path,
+    dataset: Path,
+    samples: int,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta=0.0,
+    flips: bool = False,
 ) -> dict:
     model, _ = load_model(model_path)
     config = model.config
@@ -54,6 +82,7 @@ def probe(
     rows, wrong = [], []
     wrong_count = wrong_unanimous = 0
     scores: dict[str, list[np.ndarray]] = {}
+    combos = flip_combinations(config) if flips else [()]
 
     def score(name: str, values) -> None:
         scores.setdefault(name, []).append(np.asarray(values).ravel())
@@ -64,14 +93,13 @@ def probe(
         x = image[None]
         with torch.inference_mode():
             if not arch.stochastic:
-                p = model(x).float().softmax(1)[0]
+                p = torch.stack([flipped(model(flipped(x, f)).float().softmax(1), f)[0] for f in combos]).mean(0)
                 pred = p.argmax(0).numpy()
                 rows.append({"dice_mean": foreground_dice(pred, ref, c)})
                 score("auroc_1_minus_max_p", 1 - p.amax(0))
                 score("auroc_entropy", probability_entropy(p.numpy()))
                 wrong.append((pred != ref).ravel())
                 continue
-            z_i = model.encode_image(x).float()
             opts = SamplingOptions(
                 samples=samples,
                 steps=steps or config.diffusion.sampling_steps,
@@ -80,11 +108,19 @@ def probe(
                 sampler=sampler or config.diffusion.sampler,
                 restandardize=config.diffusion.restandardize,
             )
+            z_i = model.encode_image(x).float()
             shape = (config.network.latent_channels, *z_i.shape[2:])
             z_T = torch.stack([sample_noise(opts, k, shape) for k in range(samples)])
-            z0 = denoise_samples(model, z_i, z_T, arch.schedule, opts)
-            probs = decode_latents(model, z0, opts, x)  # (N, C, *grid)
-            noise_latent = standardize(torch.randn(z0[:1].shape, generator=torch.Generator().manual_seed(i)))
+            probs = torch.empty((samples, c, *x.shape[2:]))  # (N, C, *grid)
+            for j, f in enumerate(combos):
+                ks = list(range(j, samples, len(combos)))
+                if not ks:
+                    continue
+                x_f = flipped(x, f)
+                z_f = model.encode_image(x_f).float() if f else z_i
+                z0 = denoise_samples(model, z_f, z_T[ks], arch.schedule, opts)
+                probs[ks] = flipped(decode_latents(model, z0, opts, x_f), f)
+            noise_latent = standardize(torch.randn((1, *shape), generator=torch.Generator().manual_seed(i)))
             p_noise = decode_latents(model, noise_latent, opts, x)[0]
         mean, sd = probs.mean(0), probs.std(0, unbiased=False).amax(0)
         pred = mean.argmax(0).numpy()
@@ -125,6 +161,7 @@ def probe(
         epochs=config.training.get("epochs"),
         best_epoch=config.training.get("best_epoch"),
         sampling={"sampler": sampler or config.diffusion.sampler, "steps": steps, "eta": eta},
+        flips=[list(f) for f in combos],
     )
     return out
 
@@ -138,9 +175,10 @@ def main() -> int:
     ap.add_argument("--sampler", choices=("ddim", "ddpm"), default=None)
     ap.add_argument("--steps", type=int, default=None, help="sampling steps K (default: the model's)")
     ap.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic steps, 1: DDPM-like)")
+    ap.add_argument("--flips", action="store_true", help="spread the samples (Res-UNet: average) over the model's flips")
     args = ap.parse_args()
     torch.manual_seed(0)
-    result = probe(args.model, args.dataset, args.samples, args.sampler, args.steps, args.eta)
+    result = probe(args.model, args.dataset, args.samples, args.sampler, args.steps, args.eta, args.flips)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
