@@ -330,6 +330,7 @@ def test_the_recipe_settings_of_a_new_model_are_in_its_file_and_it_segments(data
     config, _ = load_model_file(out)
     assert config.diffusion.terminal_fraction == 0.5
     assert (config.network.latent_channels, config.network.image_latent_channels) == (3, 6)
+    assert config.network.refine_width == 16  # the 3D default (2D: 32)
     image = dataset / "images" / f"{CASES[0]}.nii.gz"
     result = Segmenter(out, device="cpu").segment(image, samples=2)
     assert result.classes.shape == nib.load(str(image)).shape

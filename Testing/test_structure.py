@@ -100,6 +100,11 @@ def test_every_option_field_has_one_flag_whose_default_is_the_configs():
     assert train_options(paper_jitter).intensity_augment
     plain = build_parser().parse_args(["train", "d", "-o", "m.safetensors", "--no-intensity-augment"])
     assert not train_options(plain).intensity_augment
+    # the refiner's default width depends on the images' dims; a recipe or the flag still wins
+    assert (recipe_settings(train, 2)["refine_width"], recipe_settings(train, 3)["refine_width"]) == (32, 16)
+    assert recipe_settings(paper, 2)["refine_width"] == 0
+    narrow = build_parser().parse_args(["train", "d", "-o", "m.safetensors", "--refine-width", "8"])
+    assert recipe_settings(narrow, 2)["refine_width"] == 8
     mixed = build_parser().parse_args(["train", "d", "-o", "m.safetensors", "--recipe", "paper", "--prediction", "v"])
     assert recipe_settings(mixed)["prediction"] == "v" and recipe_settings(mixed)["refine_width"] == 0
     sampler = next(a for a in parser._subparsers._group_actions[0].choices["segment"]._actions if a.dest == "sampler")

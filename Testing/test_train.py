@@ -98,6 +98,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(shared_data, tmp
     epochs = 30
     straight = _ldseg(*_train_args(data, tmp_path / "a.safetensors", epochs, "--progress", "none"))
     assert straight.returncode == 0, straight.stderr
+    assert read_config(tmp_path / "a.safetensors").network.refine_width == 32  # the 2D default (3D: 16)
 
     out = tmp_path / "b.safetensors"
     proc = subprocess.Popen(

@@ -46,6 +46,10 @@ INTENSITY_METHODS = ("minmax", "percentile", "zscore", "none")
 #: toward right, anterior, superior. New models get DEFAULT_ORIENTATION for their dims.
 ORIENTATIONS = ("none", "RAS")
 DEFAULT_ORIENTATION = {2: "none", 3: "RAS"}
+#: The boundary refiner's width for a new model, by its dims (NetworkConfig.refine_width):
+#: 32 for 2D, where it beat 16 on two seeds and on the shipped GlaS grid (docs/experiments.md
+#: rounds 24-26); 3D keeps 16, a wider one not measured there.
+DEFAULT_REFINE_WIDTH = {2: 32, 3: 16}
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Axes random flips may use (TrainOptions.flip_axes). "left-right": only the image axis
 #: nearest the patient's left-right axis, so labels that name a part of the anatomy by its
@@ -192,7 +196,7 @@ class NetworkConfig:
     denoiser_res_blocks: int = 2
     denoiser_groups: int = 4
     time_dim: int = 64
-    refine_width: int = 16  # boundary refiner's width (0: none, the paper's decoder); see ldseg.nn.refiner
+    refine_width: int = 16  # boundary refiner's width (0: none, the paper's decoder; new models: DEFAULT_REFINE_WIDTH)
     label_encoder: str = "learned"  # ENCODER_KINDS; "downsample" is the paper's LDSeg(ld) ablation
     image_encoder: str = "learned"  # ENCODER_KINDS; "downsample" is the paper's LDSeg(id) ablation
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import (
     DECODER_INPUTS,
+    DEFAULT_REFINE_WIDTH,
     DEFAULT_EPOCHS,
     FLIP_AXES,
     PRECISIONS,
@@ -157,7 +158,7 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
 
 def add_diffusion_options(parser: argparse.ArgumentParser) -> None:
     """Settings of a new LDSeg model's diffusion (stored in its model file)."""
-    d, n = DiffusionConfig(), NetworkConfig()
+    d = DiffusionConfig()
     parser.add_argument(
         "--recipe",
         choices=tuple(RECIPES),
@@ -188,16 +189,19 @@ def add_diffusion_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="boundary refiner's width: image detail where the decoded latent is unsure; 0: none, the paper's "
-        f"(default {n.refine_width})",
+        f"(default {DEFAULT_REFINE_WIDTH[2]} for 2D images, {DEFAULT_REFINE_WIDTH[3]} for 3D)",
     )
 
 
-def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
+def recipe_settings(args: argparse.Namespace, dims: int | None = None) -> dict[str, Any]:
     """The diffusion and refiner settings of a new model: its recipe, with any
-    of --prediction/--decoder-input/--terminal-fraction/--refine-width given on top."""
+    of --prediction/--decoder-input/--terminal-fraction/--refine-width given on top.
+    ``dims`` (the data's): the refiner's default width for such images."""
     d, net = DiffusionConfig(), NetworkConfig()
     settings = {name: getattr(d, name) for name in RECIPE_DIFFUSION_FIELDS}
     settings.update({name: getattr(net, name) for name in RECIPE_NETWORK_FIELDS})
+    if dims is not None:
+        settings["refine_width"] = DEFAULT_REFINE_WIDTH[dims]
     settings.update(RECIPES[args.recipe])
     for name in ("prediction", "decoder_input", "terminal_fraction", "refine_width"):
         if getattr(args, name) is not None:

@@ -48,6 +48,7 @@ def _config(args, pairs) -> tuple[ModelConfig, dict | None]:
             downsamplings=args.downsamplings,
         )
         if config.architecture == "ldseg":
+            recipe = recipe_settings(args, config.dims)  # the refiner's default width depends on the dims
             for key in RECIPE_NETWORK_FIELDS:
                 setattr(config.network, key, recipe[key])
         else:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import DEFAULT_ORIENTATION, DiffusionConfig, ModelConfig, NetworkConfig, Preprocessing
+from ..config import DEFAULT_ORIENTATION, DEFAULT_REFINE_WIDTH, DiffusionConfig, ModelConfig, NetworkConfig, Preprocessing
 from ..data.dataset import CasePair
 from ..data.orientation import canonical_turn
 from ..errors import InputError
@@ -102,7 +102,8 @@ def config_for_dataset(
         values = (0,) + values
     # Self-attention over a 3D stage's tens of thousands of voxels costs far
     # more memory than it is worth (the authors' 3D model has none either).
-    net = network_preset(size, downsamplings, image_attention=first.dims == 2)
+    refine_width = DEFAULT_REFINE_WIDTH[first.dims] if architecture == "ldseg" else 0
+    net = network_preset(size, downsamplings, image_attention=first.dims == 2, refine_width=refine_width)
     multiple = 2**net.downsamplings
     if grid is None:
         grid = infer_grid(shapes, multiple, DEFAULT_MAX_SIDE[first.dims])
