@@ -175,7 +175,9 @@ def main() -> int:
     ap.add_argument("--sampler", choices=("ddim", "ddpm"), default=None)
     ap.add_argument("--steps", type=int, default=None, help="sampling steps K (default: the model's)")
     ap.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic steps, 1: DDPM-like)")
-    ap.add_argument("--flips", action="store_true", help="spread the samples (Res-UNet: average) over the model's flips")
+    ap.add_argument(
+        "--flips", action="store_true", help="spread the samples (Res-UNet: average) over the model's flips"
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     result = probe(args.model, args.dataset, args.samples, args.sampler, args.steps, args.eta, args.flips)

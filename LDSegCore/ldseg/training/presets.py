@@ -7,7 +7,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import DEFAULT_ORIENTATION, DEFAULT_REFINE_WIDTH, DiffusionConfig, ModelConfig, NetworkConfig, Preprocessing
+from ..config import (
+    DEFAULT_ORIENTATION,
+    DEFAULT_REFINE_WIDTH,
+    DiffusionConfig,
+    ModelConfig,
+    NetworkConfig,
+    Preprocessing,
+)
 from ..data.dataset import CasePair
 from ..data.orientation import canonical_turn
 from ..errors import InputError
