@@ -14,8 +14,8 @@ from typing import Any
 
 from ..config import (
     DECODER_INPUTS,
-    DEFAULT_REFINE_WIDTH,
     DEFAULT_EPOCHS,
+    DEFAULT_REFINE_WIDTH,
     FLIP_AXES,
     PRECISIONS,
     PREDICTIONS,
