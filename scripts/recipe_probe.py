@@ -32,6 +32,7 @@ import torch
 
 from ldseg.architectures import architecture_of
 from ldseg.data.dataset import SegmentationDataset, find_pairs
+from ldseg.data.laterality import laterality
 from ldseg.diffusion.schedule import standardize
 from ldseg.evaluation.metrics import dice_per_class, roc_auc
 from ldseg.evaluation.uncertainty import probability_entropy
@@ -47,6 +48,9 @@ def flip_combinations(config) -> list[tuple[int, ...]]:
     """Every subset of the spatial axes the model was trained to flip along."""
     dims = config.preprocessing.dims
     flip_axes = config.training.get("flip_axes")
+    sides = laterality(config.class_names)
+    if sides.pairs or sides.unpaired:  # a flip would change what such a class means
+        raise SystemExit("--flips: classes named by a side are not flipped here")
     if flip_axes in ("all", None):  # None: trained before round 8, when every axis was flipped
         axes = list(range(dims))
     elif flip_axes == "left-right" and config.preprocessing.orientation == "RAS":
