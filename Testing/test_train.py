@@ -306,7 +306,9 @@ def test_3d_flips_keep_to_each_case_left_right_axis(shared_data, tmp_path):
     legacy = Trainer(stored_order, in_stored_order, None, options, tmp_path / "legacy", torch.device("cpu"))
     assert legacy._flip_allowed.tolist() == [[False, False, True], [True, False, False]]
     trainer.fit()
-    assert read_config(tmp_path / "run" / "best.safetensors").training["flip_axes"] == "left-right"
+    saved = read_config(tmp_path / "run" / "best.safetensors")
+    assert saved.training["flip_axes"] == "left-right"
+    assert saved.diffusion.flip_samples is False  # 3D: one left-right flip changed nothing (round 23)
     every_axis = Trainer(config, data, data, TrainOptions(flip_axes="all"), tmp_path / "all", torch.device("cpu"))
     assert every_axis.flip_axes == "all" and every_axis._flip_allowed is None
 
@@ -317,3 +319,9 @@ def test_2d_flips_use_every_axis(shared_data, tmp_path):
     data = SegmentationDataset(pairs, config.preprocessing)
     trainer = Trainer(config, data, data, TrainOptions(), tmp_path, torch.device("cpu"))
     assert trainer.flip_axes == "all" and trainer._flip_allowed is None
+    # a model that learned every flipped view spreads its samples over them; one that saw no flips does not
+    trainer.save_model(tmp_path / "flipped.safetensors")
+    assert read_config(tmp_path / "flipped.safetensors").diffusion.flip_samples is True
+    unflipped = Trainer(config, data, data, TrainOptions(augment=False), tmp_path / "plain", torch.device("cpu"))
+    unflipped.save_model(tmp_path / "plain.safetensors")
+    assert read_config(tmp_path / "plain.safetensors").diffusion.flip_samples is False

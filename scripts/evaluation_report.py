@@ -210,8 +210,10 @@ class DatasetEvaluation:
         return section
 
     def _labels(self, ldseg, baseline, run) -> dict:
+        views = ldseg.architecture.sampling(self.settings.samples, None, run.main_steps).flips
+        over = f", samples over {len(views)} flips" if len(views) > 1 else ""
         labels = {
-            "ldseg": f"LDSeg (N = {self.settings.samples}, DDIM K = {run.main_steps})",
+            "ldseg": f"LDSeg (N = {self.settings.samples}, DDIM K = {run.main_steps}{over})",
             "baseline": "Res-UNet baseline",
         }
         if baseline is not None and baseline.architecture.stochastic:

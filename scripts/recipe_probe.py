@@ -32,10 +32,10 @@ import torch
 
 from ldseg.architectures import architecture_of
 from ldseg.data.dataset import SegmentationDataset, find_pairs
-from ldseg.data.laterality import laterality
 from ldseg.diffusion.schedule import standardize
 from ldseg.evaluation.metrics import dice_per_class, roc_auc
 from ldseg.evaluation.uncertainty import probability_entropy
+from ldseg.inference.flips import NO_FLIPS, flip_views, flipped
 from ldseg.inference.sampling import SamplingOptions, decode_latents, denoise_samples, sample_noise
 from ldseg.io.loading import load_model
 
@@ -44,25 +44,12 @@ def foreground_dice(pred: np.ndarray, ref: np.ndarray, classes: int) -> float:
     return float(dice_per_class(pred, ref, classes)[1:].mean())
 
 
-def flip_combinations(config) -> list[tuple[int, ...]]:
-    """Every subset of the spatial axes the model was trained to flip along."""
-    dims = config.preprocessing.dims
-    flip_axes = config.training.get("flip_axes")
-    sides = laterality(config.class_names)
-    if sides.pairs or sides.unpaired:  # a flip would change what such a class means
-        raise SystemExit("--flips: classes named by a side are not flipped here")
-    if flip_axes in ("all", None):  # None: trained before round 8, when every axis was flipped
-        axes = list(range(dims))
-    elif flip_axes == "left-right" and config.preprocessing.orientation == "RAS":
-        axes = [dims - 1]
-    else:
-        raise SystemExit(f"--flips: the model's flips ({flip_axes}) are not known here")
-    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
-
-
-def flipped(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
-    """``t`` (B, C, *spatial) flipped along spatial ``axes``."""
-    return t.flip([a + 2 for a in axes]) if axes else t
+def flip_combinations(config) -> tuple[tuple[int, ...], ...]:
+    """The engine's flip views of this model (ldseg.inference.flips), or a clear refusal."""
+    views = flip_views(config)
+    if views == NO_FLIPS:
+        raise SystemExit("--flips: this model's flips are not known, or a class named by a side would change meaning")
+    return views
 
 
 def probe(

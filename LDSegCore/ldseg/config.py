@@ -58,6 +58,13 @@ PRECISIONS = ("auto", "fp32", "bf16")
 #: (histology and photographs have no anatomical up or front). Classes named by a side
 #: (ldseg.data.laterality) are swapped by a left-right flip, or rule it out when unpaired.
 FLIP_AXES = ("auto", "all", "left-right")
+#: Whether a sampling model's N samples are spread over the flips it was trained with
+#: (SegmentOptions.flip_samples): "model" as its file says (DiffusionConfig.flip_samples), or on / off.
+FLIP_SAMPLES = ("model", "on", "off")
+#: Whether a new sampling model spreads its samples over its flips, by its dims, when its
+#: training flipped every axis: on in 2D, where it raised the SD map's AUROC on fresh models
+#: (docs/experiments.md round 29); off in 3D, where one left-right flip changed nothing (round 23).
+DEFAULT_FLIP_SAMPLES = {2: True, 3: False}
 OUTPUT_FORMATS = ("nifti", "nrrd", "seg.nrrd")
 
 #: Keys of one class's standard terminology (DICOM / SNOMED CT, as DICOM SEG and 3D Slicer use it):
@@ -272,6 +279,12 @@ class DiffusionConfig:
     terminal_fraction: float = 0.0
     sampler: str = "ddim"  # inference defaults
     sampling_steps: int = 2  # K (paper: 2 reaches the accuracy of all 1000)
+    # Spread the N samples over the image flips the model was trained with (sample k sees
+    # the image flipped by the (k mod F)-th combination, its output flipped back), so the
+    # samples also differ where the answer depends on the view: the SD map then finds more
+    # of the wrong voxels (docs/experiments.md rounds 23 and 29). Set by the trainer; files
+    # without the field sample without flips, as they were measured.
+    flip_samples: bool = False
 
     def schedule_config(self) -> ScheduleConfig:
         return ScheduleConfig(
@@ -297,6 +310,8 @@ class DiffusionConfig:
         if not 0 <= self.cosine_s or not 0 < self.max_beta < 1:
             raise ValueError("need cosine_s >= 0 and 0 < max_beta < 1")
         _finite("terminal_fraction", self.terminal_fraction, low=0.0, high=1.0)
+        if not isinstance(self.flip_samples, bool):
+            raise ValueError(f"flip_samples must be true or false, not {self.flip_samples!r}")
 
 
 #: The paper's own design: eps-prediction, the decoder on z_t - eps_hat (eq. 12), no refiner.
@@ -346,6 +361,7 @@ LEGACY_VALUES: dict[str, dict[str, Any]] = {
         "terminal_fraction": 0.0,
         "sampler": "ddim",
         "sampling_steps": 2,
+        "flip_samples": False,
     },
     "network": {"refine_width": 0, "label_encoder": "learned", "image_encoder": "learned", "image_attention_levels": 2},
     "model": {"architecture": "ldseg"},
@@ -608,6 +624,7 @@ class SegmentOptions:
     seed: int | None = 0  # None: a fresh random seed
     memory_budget: float = DEFAULT_MEMORY_BUDGET_GB
     save_samples: bool = False
+    flip_samples: str = "model"  # FLIP_SAMPLES
 
     def __post_init__(self):
         self.validate()  # an options object is valid, or it does not exist
@@ -624,6 +641,7 @@ class SegmentOptions:
         _finite("memory_budget", self.memory_budget, low=0.0, low_open=True)
         if not isinstance(self.save_samples, bool):
             raise ValueError(f"save_samples must be true or false, not {self.save_samples!r}")
+        _choice("flip_samples", self.flip_samples, FLIP_SAMPLES)
 
 
 # -- helpers ---------------------------------------------------------------------

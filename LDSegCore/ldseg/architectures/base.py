@@ -39,6 +39,8 @@ class Sampling:
     steps: int  # K as asked (the DDIM sampler's argument)
     steps_run: int  # denoiser evaluations per sample: K for ddim, T for ddpm, 1 for single, 0 for none
     note: str = ""
+    # the image views the samples are spread over (ldseg.inference.flips); ((),): the image as it is
+    flips: tuple[tuple[int, ...], ...] = ((),)
 
 
 class Architecture:
@@ -79,8 +81,9 @@ class Architecture:
         raise NotImplementedError
 
     # -- inference ---------------------------------------------------------------
-    def sampling(self, samples: int, sampler: str | None, steps: int | None) -> Sampling:
-        """What a request for N samples, a sampler and K steps will run."""
+    def sampling(self, samples: int, sampler: str | None, steps: int | None, flip_samples: str = "model") -> Sampling:
+        """What a request for N samples, a sampler and K steps (and the samples
+        spread over the model's flips or not: FLIP_SAMPLES) will run."""
         raise NotImplementedError
 
     def predictor(

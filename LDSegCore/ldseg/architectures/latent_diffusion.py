@@ -22,6 +22,7 @@ from ..diffusion.samplers import sampler_timesteps
 from ..diffusion.schedule import NoiseSchedule
 from ..errors import InputError
 from ..inference.fastpath import InferenceNetworks
+from ..inference.flips import NO_FLIPS, flip_views, sample_over_views
 from ..inference.sampling import SamplingOptions, sample_probabilities
 from ..nn.ldseg_net import LDSegNet
 from ..training.losses import energy_score, segmentation_loss
@@ -92,14 +93,22 @@ class LatentDiffusion(Architecture):
             terms["loss_energy"] = energy
         return TrainingStep(loss, terms)
 
-    def sampling(self, samples: int, sampler: str | None, steps: int | None) -> Sampling:
+    def sampling(self, samples: int, sampler: str | None, steps: int | None, flip_samples: str = "model") -> Sampling:
         diff = self.config.diffusion
         sampler = sampler or diff.sampler
         steps = diff.sampling_steps if steps is None else steps
         if not 1 <= steps <= diff.steps:
             raise InputError(f"steps must be between 1 and {diff.steps} (this model's T)")
         ran = len(sampler_timesteps(self.schedule, sampler, steps))  # ddpm: T, single: 1
-        return Sampling(samples=samples, sampler=sampler, steps=steps, steps_run=ran)
+        flips = NO_FLIPS
+        if flip_samples == "on" or (flip_samples == "model" and diff.flip_samples):
+            flips = flip_views(self.config)
+            if flips == NO_FLIPS and flip_samples == "on":
+                raise InputError(
+                    "--flip-samples on: this model's training flips are not known, or a class named by a side "
+                    "would change its meaning under a flip"
+                )
+        return Sampling(samples=samples, sampler=sampler, steps=steps, steps_run=ran, flips=flips)
 
     def predictor(self, model, *, channels_last=False, compile=False, on_warning=None) -> Predictor:
         networks = InferenceNetworks(model, channels_last=channels_last, compile=compile, on_warning=on_warning)
@@ -124,13 +133,17 @@ class _DiffusionPredictor(Predictor):
         times: dict[str, float] | None = None,
         on_batch: Callable[[torch.Tensor], None] | None = None,
     ) -> Prediction:
-        """Encode the image once, then N diffusion samples -> (mean, sd)."""
+        """Encode the image once (once per view with flips), then N diffusion samples -> (mean, sd)."""
         progress = progress or (lambda *a, **k: None)
         times = times if times is not None else {}
         t1 = time.perf_counter()
         progress("encode", 0.05, "encoding the image")
-        with autocast(image.device, bf16):
-            z_i = self.networks.encode_image(image).float()
+
+        def encode(view: torch.Tensor) -> torch.Tensor:
+            with autocast(image.device, bf16):
+                return self.networks.encode_image(view).float()
+
+        z_i = encode(image) if sampling.flips == NO_FLIPS else None  # flips: each view encoded as it is sampled
         times["encode"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         n = sampling.samples
@@ -144,14 +157,30 @@ class _DiffusionPredictor(Predictor):
             bf16=bf16,
             memory_budget=memory_budget,
         )
-        mean, sd = sample_probabilities(
-            self.networks,
-            z_i,
-            self.architecture.schedule,
-            options,
-            on_progress=lambda f: progress("sample", 0.1 + 0.8 * f, f"{round(f * n)}/{n} samples"),
-            image=image,
-            on_batch=on_batch,
-        )
+
+        def on_progress(f: float) -> None:
+            progress("sample", 0.1 + 0.8 * f, f"{round(f * n)}/{n} samples")
+
+        if z_i is not None:
+            mean, sd = sample_probabilities(
+                self.networks,
+                z_i,
+                self.architecture.schedule,
+                options,
+                on_progress=on_progress,
+                image=image,
+                on_batch=on_batch,
+            )
+        else:
+            mean, sd = sample_over_views(
+                self.networks,
+                image,
+                encode,
+                self.architecture.schedule,
+                options,
+                sampling.flips,
+                on_progress=on_progress,
+                on_batch=on_batch,
+            )
         times["sample"] = time.perf_counter() - t2
         return Prediction(mean, sd if n > 1 else None)

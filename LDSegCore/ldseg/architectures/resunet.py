@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..device import PrecisionPolicy, autocast
+from ..errors import InputError
 from ..inference.fastpath import CompiledOrEager, compile_backend, memory_format
 from ..nn.resunet import ResUNet
 from ..training.losses import segmentation_loss
@@ -33,7 +34,9 @@ class ResUNetArchitecture(Architecture):
         ce, dice = segmentation_loss(logits, labels)
         return TrainingStep(ce + options.gamma * dice, {"loss_ce": ce, "loss_dice": dice})
 
-    def sampling(self, samples: int, sampler: str | None, steps: int | None) -> Sampling:
+    def sampling(self, samples: int, sampler: str | None, steps: int | None, flip_samples: str = "model") -> Sampling:
+        if flip_samples == "on":
+            raise InputError("--flip-samples on needs a sampling model; a deterministic Res-UNet draws no samples")
         note = "deterministic Res-UNet: one forward pass" + (
             f"; the {samples} samples asked for would all be equal, so the SD is exactly 0" if samples > 1 else ""
         )

@@ -68,7 +68,7 @@ def run_evaluation(args, progress: Progress) -> int:
         raise OutputError(f"{output}: cannot create the output folder ({e.strerror})") from None
     write_table_csv(rows, output / "cases.csv")
     # what actually ran: a deterministic baseline takes one pass, no sampling steps
-    sampling = segmenter.architecture.sampling(request.samples, request.sampler, request.steps)
+    sampling = segmenter.architecture.sampling(request.samples, request.sampler, request.steps, request.flip_samples)
     report = {
         "model": str(segmenter.model_path),
         "dataset": str(args.dataset),
@@ -77,6 +77,7 @@ def run_evaluation(args, progress: Progress) -> int:
         "samples": sampling.samples,
         "sampler": sampling.sampler,
         "steps": sampling.steps_run,
+        "flip_views": min(len(sampling.flips), sampling.samples),
         "summary": summary,
     }
     written = ["cases.csv", "summary.json"]

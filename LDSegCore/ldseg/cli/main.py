@@ -77,6 +77,8 @@ def cmd_segment(args, progress: Progress) -> int:
         on_warning=progress.info,
     )
     check_image(image, segmenter.config.preprocessing)
+    # a request this model cannot run (steps beyond its T, flips it never learned) is refused before any work
+    segmenter.architecture.sampling(request.samples, request.sampler, request.steps, request.flip_samples)
     progress.info(
         f"model {segmenter.model_path.name} on {segmenter.device_description}"
         + ("" if segmenter.device.type == "cuda" else " (no GPU in use: CPU run)")

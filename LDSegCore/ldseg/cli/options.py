@@ -17,6 +17,7 @@ from ..config import (
     DEFAULT_EPOCHS,
     DEFAULT_REFINE_WIDTH,
     FLIP_AXES,
+    FLIP_SAMPLES,
     PRECISIONS,
     PREDICTIONS,
     RECIPE_DIFFUSION_FIELDS,
@@ -66,6 +67,8 @@ SEGMENT_HELP = {
     "seed": "seed of the samples' noise",
     "memory_budget": "GB for one batch of decoded samples; results are resampled to the input grid in slabs of "
     "at most min(this, 0.25 GB)",
+    "flip_samples": "spread the samples over the image flips the model was trained with, so the SD map also shows "
+    "where the answer depends on the view (model: as its file says; on; off)",
     "save_samples": "also write every sample's label map (<stem>_samples: one component per sample, the labels' "
     "values and geometry)",
 }
@@ -73,7 +76,7 @@ SEGMENT_HELP = {
 RESULT_SET_OPTIONS = ("save_samples",)
 #: Field -> flag where the flag is not the field's name.
 FLAG_NAMES = {"lam": "--lambda", "memory_budget": "--memory-budget"}
-CHOICES = {"precision": PRECISIONS, "sampler": SAMPLERS, "flip_axes": FLIP_AXES}
+CHOICES = {"precision": PRECISIONS, "sampler": SAMPLERS, "flip_axes": FLIP_AXES, "flip_samples": FLIP_SAMPLES}
 METAVARS = {"time_budget": "MINUTES", "memory_budget": "GB"}
 
 

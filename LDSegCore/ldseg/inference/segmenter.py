@@ -53,6 +53,7 @@ class SegmentationResult:
     note: str = ""  # e.g. why a deterministic model's SD is zero
     precision: str = "fp32"  # fp32, or bf16 (autocast) where it was used
     sample_classes: np.ndarray | None = None  # (N, *spatial) each sample's class map, if kept
+    flip_views: int = 1  # image views the samples were spread over (ldseg.inference.flips); 1: none
 
 
 class Segmenter:
@@ -123,6 +124,7 @@ class Segmenter:
         sampler: str | None = None,
         eta: float = 0.0,
         seed: int | None = 0,
+        flip_samples: str = "model",
         keep_samples: bool = False,
         progress: Callable[..., None] = null_progress,
     ) -> SegmentationResult:
@@ -132,18 +134,21 @@ class Segmenter:
 
         The settings come as a ``request`` (checked when it was made) or as
         keywords (checked here: :class:`~ldseg.config.SegmentOptions`);
-        ``steps``/``sampler`` None take the model's own, and the architecture
+        ``steps``/``sampler`` None take the model's own, ``flip_samples`` "model"
+        the model file's choice of spreading the samples over its flips; the architecture
         says what it runs (a deterministic model: one pass). ``keep_samples``
         (or the request's ``save_samples``) also returns every sample's class
         map on the input grid (``sample_classes``; a deterministic model has one).
         """
         if request is None:
             try:
-                request = SegmentOptions(samples=samples, steps=steps, sampler=sampler, eta=eta, seed=seed)
+                request = SegmentOptions(
+                    samples=samples, steps=steps, sampler=sampler, eta=eta, seed=seed, flip_samples=flip_samples
+                )
             except ValueError as e:
                 raise InputError(str(e)) from None
         keep_samples = keep_samples or request.save_samples
-        sampling = self.architecture.sampling(request.samples, request.sampler, request.steps)
+        sampling = self.architecture.sampling(request.samples, request.sampler, request.steps, request.flip_samples)
         times: dict[str, float] = {}
         t0 = time.perf_counter()
         progress("load", 0.0, "reading the image")
@@ -193,6 +198,7 @@ class Segmenter:
             note=sampling.note,
             precision=self.precision,
             sample_classes=np.stack(kept) if keep_samples else None,
+            flip_views=min(len(sampling.flips), sampling.samples),
         )
 
     def _as_image(self, image, geometry: Geometry | None) -> MedicalImage:

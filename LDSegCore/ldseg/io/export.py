@@ -314,6 +314,7 @@ def _manifest(result, image, config, result_set: ResultSet, model_path, seed) ->
         "samples": result.samples,
         "sampler": result.sampler,
         "steps": result.steps,  # what ran: ddim K, ddpm T, single 1, deterministic 0
+        "flip_views": result.flip_views,  # image views the samples were spread over (1: none)
         "seed": seed,
         "seconds": result.seconds.get("total"),
         "timings": result.seconds,

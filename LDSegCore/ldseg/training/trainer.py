@@ -39,13 +39,21 @@ import torch.distributed as dist
 from torch import nn
 
 from ..architectures import architecture_of
-from ..config import DEFAULT_MEMORY_BUDGET_GB, INTENSITY_JITTER, ModelConfig, TrainOptions, resolve_flip_axes
+from ..config import (
+    DEFAULT_FLIP_SAMPLES,
+    DEFAULT_MEMORY_BUDGET_GB,
+    INTENSITY_JITTER,
+    ModelConfig,
+    TrainOptions,
+    resolve_flip_axes,
+)
 from ..data.augment import random_flip, random_intensity
 from ..data.laterality import laterality
 from ..data.orientation import left_right_axis
 from ..device import describe, training_policy
 from ..errors import InputError, LDSegError
 from ..evaluation.metrics import dice_per_class
+from ..inference.flips import NO_FLIPS, flip_views
 from ..io.atomic import write_bytes_atomic
 from ..io.modelfile import save_model
 from ..progress import null_progress
@@ -201,7 +209,18 @@ class Trainer:
             "flip_axes": self.flip_axes,  # what "auto" meant for this model
             **self._side_record(),
         }
+        config.diffusion.flip_samples = self._samples_over_flips(config)
         save_model(path, config, self.inference_state())
+
+    def _samples_over_flips(self, config: ModelConfig) -> bool:
+        """Whether the model file spreads its samples over its flips (DEFAULT_FLIP_SAMPLES):
+        only where every case was flipped along every axis, so each view was learned."""
+        return (
+            self.architecture.stochastic
+            and DEFAULT_FLIP_SAMPLES[config.dims]
+            and self.flip_axes == "all"
+            and flip_views(config) != NO_FLIPS
+        )
 
     def _side_record(self) -> dict[str, Any]:
         """What the flips did to classes named by a side (nothing when none is)."""
@@ -337,7 +356,8 @@ class Trainer:
         view = self.architecture.with_ema(self.model, self.ema.module if self.ema is not None else None)
         view.eval()
         predictor = self.architecture.predictor(view)
-        sampling = self.architecture.sampling(self.options.val_samples, None, self.options.val_steps)
+        # without flips, as every model before flip-spread sampling was selected (and one view: cheaper)
+        sampling = self.architecture.sampling(self.options.val_samples, None, self.options.val_steps, "off")
         scores = []
         for i in range(len(dataset)):
             image, labels = dataset[i]
