@@ -83,10 +83,11 @@ def test_each_sample_is_its_views_answer_flipped_back(glas_case):
 
 
 def test_files_without_the_setting_sample_as_before(shared_data):
-    """The shipped models predate the setting: by default they sample without flips,
-    exactly as measured, and a request can still turn it on."""
-    image = shared_data / "glas" / "testA" / "images" / "testA_2.png"
-    segmenter = Segmenter("glas")
+    """``lidc`` predates the setting: by default it samples without flips, exactly
+    as measured, and a request can still turn them on (it was trained flipping
+    every axis). The shipped ``glas`` has the setting on (round 29)."""
+    image = shared_data / "lidc" / "images" / "LIDC-IDRI-0848_nodule-0_slice-1.png"
+    segmenter = Segmenter("lidc")
     assert segmenter.config.diffusion.flip_samples is False
     default = segmenter.segment(image, samples=4)
     off = segmenter.segment(image, samples=4, flip_samples="off")
@@ -96,6 +97,9 @@ def test_files_without_the_setting_sample_as_before(shared_data):
     assert not np.array_equal(on.probabilities, off.probabilities)
     fewer = segmenter.segment(image, samples=2, flip_samples="on")
     assert fewer.flip_views == 2  # with N < F only the first N views are seen
+    glas = Segmenter("glas")
+    assert glas.config.diffusion.flip_samples is True
+    assert glas.segment(shared_data / "glas" / "testA" / "images" / "testA_2.png", samples=4).flip_views == 4
 
 
 def test_flip_samples_on_the_command_line(shared_data, tmp_path, capsys):
