@@ -42,6 +42,11 @@ class Sampling:
     # the image views the samples are spread over (ldseg.inference.flips); ((),): the image as it is
     flips: tuple[tuple[int, ...], ...] = ((),)
 
+    @property
+    def views_used(self) -> int:
+        """Image views the samples actually see (N < F samples see only the first N)."""
+        return min(len(self.flips), self.samples)
+
 
 class Architecture:
     """Base class; subclasses set ``name``/``title`` and implement the rest."""

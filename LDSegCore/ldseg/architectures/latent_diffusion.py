@@ -23,7 +23,7 @@ from ..diffusion.schedule import NoiseSchedule
 from ..errors import InputError
 from ..inference.fastpath import InferenceNetworks
 from ..inference.flips import NO_FLIPS, flip_views, sample_over_views
-from ..inference.sampling import SamplingOptions, sample_probabilities
+from ..inference.sampling import SamplingOptions
 from ..nn.ldseg_net import LDSegNet
 from ..training.losses import energy_score, segmentation_loss
 from .base import Architecture, Prediction, Predictor, Sampling, TrainingStep
@@ -138,14 +138,15 @@ class _DiffusionPredictor(Predictor):
         times = times if times is not None else {}
         t1 = time.perf_counter()
         progress("encode", 0.05, "encoding the image")
+        times["encode"] = 0.0
 
-        def encode(view: torch.Tensor) -> torch.Tensor:
+        def encode(view: torch.Tensor) -> torch.Tensor:  # once, or once per flip view
+            t = time.perf_counter()
             with autocast(image.device, bf16):
-                return self.networks.encode_image(view).float()
+                z = self.networks.encode_image(view).float()
+            times["encode"] += time.perf_counter() - t
+            return z
 
-        z_i = encode(image) if sampling.flips == NO_FLIPS else None  # flips: each view encoded as it is sampled
-        times["encode"] = time.perf_counter() - t1
-        t2 = time.perf_counter()
         n = sampling.samples
         options = SamplingOptions(
             samples=n,
@@ -161,26 +162,15 @@ class _DiffusionPredictor(Predictor):
         def on_progress(f: float) -> None:
             progress("sample", 0.1 + 0.8 * f, f"{round(f * n)}/{n} samples")
 
-        if z_i is not None:
-            mean, sd = sample_probabilities(
-                self.networks,
-                z_i,
-                self.architecture.schedule,
-                options,
-                on_progress=on_progress,
-                image=image,
-                on_batch=on_batch,
-            )
-        else:
-            mean, sd = sample_over_views(
-                self.networks,
-                image,
-                encode,
-                self.architecture.schedule,
-                options,
-                sampling.flips,
-                on_progress=on_progress,
-                on_batch=on_batch,
-            )
-        times["sample"] = time.perf_counter() - t2
+        mean, sd = sample_over_views(
+            self.networks,
+            image,
+            encode,
+            self.architecture.schedule,
+            options,
+            sampling.flips,
+            on_progress=on_progress,
+            on_batch=on_batch,
+        )
+        times["sample"] = time.perf_counter() - t1 - times["encode"]
         return Prediction(mean, sd if n > 1 else None)

@@ -77,7 +77,7 @@ def run_evaluation(args, progress: Progress) -> int:
         "samples": sampling.samples,
         "sampler": sampling.sampler,
         "steps": sampling.steps_run,
-        "flip_views": min(len(sampling.flips), sampling.samples),
+        "flip_views": sampling.views_used,
         "summary": summary,
     }
     written = ["cases.csv", "summary.json"]

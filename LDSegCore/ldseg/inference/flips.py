@@ -20,7 +20,7 @@ import torch
 from ..config import ModelConfig
 from ..data.laterality import laterality
 from ..diffusion.schedule import NoiseSchedule
-from .sampling import SamplingOptions, sample_noise, sample_probabilities
+from .sampling import SamplingOptions, merge_moments, sample_noise, sample_probabilities
 
 #: A flip view: the spatial axes (0 = first spatial axis) flipped; () is the image as it is.
 View = tuple[int, ...]
@@ -84,7 +84,7 @@ def sample_over_views(
         ks = list(range(j, n, f))  # the samples that see this view, each with its own noise
         keep = None if on_batch is None else _keeper(kept, ks)
         v_mean, v_sd = _sample_view(model, image, encode, schedule, options, view, j, ks, on_progress, keep, count)
-        count, mean, m2 = _merge_moments(count, mean, m2, len(ks), v_mean, v_sd**2 * len(ks))
+        count, mean, m2 = merge_moments(count, mean, m2, len(ks), v_mean, v_sd**2 * len(ks))
     if on_batch is not None:  # in sample order, as without flips (a result's component k is sample k)
         for k in sorted(kept):
             on_batch(kept.pop(k)[None])
@@ -130,15 +130,6 @@ def _sample_view(model, image, encode, schedule, options, view, j, ks, on_progre
         on_batch=view_batch,
     )
     return flipped(v_mean[None], view)[0].double(), flipped(v_sd[None], view)[0].double()
-
-
-def _merge_moments(count, mean, m2, b, b_mean, b_m2):
-    """Chan's merge of two groups given by (count, mean, M2)."""
-    if count == 0:
-        return b, b_mean, b_m2
-    total = count + b
-    delta = b_mean - mean
-    return total, mean + delta * (b / total), m2 + b_m2 + delta**2 * (count * b / total)
 
 
 __all__ = ["NO_FLIPS", "View", "flip_views", "flipped", "sample_over_views", "trained_flip_axes"]

@@ -171,13 +171,14 @@ def sample_probabilities(
 
 def _merge(count, mean, m2, chunk: torch.Tensor):
     """Merge a chunk of samples (b, C, *grid) into running mean and M2."""
-    b = chunk.shape[0]
     c_mean = chunk.mean(dim=0)
-    c_m2 = ((chunk - c_mean) ** 2).sum(dim=0)
+    return merge_moments(count, mean, m2, chunk.shape[0], c_mean, ((chunk - c_mean) ** 2).sum(dim=0))
+
+
+def merge_moments(count, mean, m2, b, b_mean, b_m2):
+    """Chan's merge of a running (count, mean, M2) with a group's (b, mean, M2)."""
     if count == 0:
-        return b, c_mean, c_m2
+        return b, b_mean, b_m2
     total = count + b
-    delta = c_mean - mean
-    mean = mean + delta * (b / total)
-    m2 = m2 + c_m2 + delta**2 * (count * b / total)
-    return total, mean, m2
+    delta = b_mean - mean
+    return total, mean + delta * (b / total), m2 + b_m2 + delta**2 * (count * b / total)

@@ -198,7 +198,7 @@ class Segmenter:
             note=sampling.note,
             precision=self.precision,
             sample_classes=np.stack(kept) if keep_samples else None,
-            flip_views=min(len(sampling.flips), sampling.samples),
+            flip_views=sampling.views_used,
         )
 
     def _as_image(self, image, geometry: Geometry | None) -> MedicalImage:

@@ -214,13 +214,9 @@ class Trainer:
 
     def _samples_over_flips(self, config: ModelConfig) -> bool:
         """Whether the model file spreads its samples over its flips (DEFAULT_FLIP_SAMPLES):
-        only where every case was flipped along every axis, so each view was learned."""
-        return (
-            self.architecture.stochastic
-            and DEFAULT_FLIP_SAMPLES[config.dims]
-            and self.flip_axes == "all"
-            and flip_views(config) != NO_FLIPS
-        )
+        only where its training's flips are known (``config.training``, just recorded) and
+        change no class's meaning, so each view was learned."""
+        return self.architecture.stochastic and DEFAULT_FLIP_SAMPLES[config.dims] and flip_views(config) != NO_FLIPS
 
     def _side_record(self) -> dict[str, Any]:
         """What the flips did to classes named by a side (nothing when none is)."""
