@@ -8,7 +8,11 @@ image scaled to [0, 1], N(0, sigma) added; its own seeds), the same noisy
 image for every model.
 
     python scripts/heldout_probe.py DATASET MODEL [MODEL ...] [--samples 10]
-        [--sigma 0.2] [--json OUT]
+        [--sigma 0.2] [--validation] [--json OUT]
+
+``--validation`` scores the cases every model validated on (and none trained on)
+instead: where a data set holds its test split among the unseen cases (the
+hippocampus), a choice between models must not read it.
 """
 
 from __future__ import annotations
@@ -37,11 +41,17 @@ def held_out_pairs(dataset: Path, segmenters: list[Segmenter]) -> list:
     return [p for p in find_pairs(dataset) if p.name not in seen]
 
 
-def probe(dataset: Path, models: list[Path], samples: int, sigma: float) -> dict:
+def validation_pairs(dataset: Path, segmenters: list[Segmenter]) -> list:
+    trained = set().union(*(s.config.training.get("train_names") or [] for s in segmenters))
+    shared = set.intersection(*(set(s.config.training.get("val_names") or []) for s in segmenters)) - trained
+    return [p for p in find_pairs(dataset) if p.name in shared]
+
+
+def probe(dataset: Path, models: list[Path], samples: int, sigma: float, validation: bool = False) -> dict:
     segmenters = [Segmenter(m) for m in models]
-    pairs = held_out_pairs(dataset, segmenters)
+    pairs = (validation_pairs if validation else held_out_pairs)(dataset, segmenters)
     if not pairs:
-        raise SystemExit(f"{dataset}: every case was seen by one of the models")
+        raise SystemExit(f"{dataset}: no case {'all models validated on' if validation else 'unseen by every model'}")
     dice: dict[str, dict[str, list[float]]] = {str(m): {"clean": [], "noisy": []} for m in models}
     for index, pair in enumerate(pairs):
         noisy = None  # one noisy image per case, the same for every model
@@ -53,7 +63,14 @@ def probe(dataset: Path, models: list[Path], samples: int, sigma: float) -> dict
             for key, image in (("clean", case.image), ("noisy", noisy)):
                 result = seg.segment(image, samples=n, seed=0)
                 dice[str(model)][key].append(mean_foreground_dice(result.classes, case.ref, seg.config.num_classes))
-    out = {"cases": len(pairs), "sigma": sigma, "samples": samples, "models": {}}
+    out = {
+        "cases": len(pairs),
+        "split": "validation" if validation else "held-out",
+        "case_names": [p.name for p in pairs],
+        "sigma": sigma,
+        "samples": samples,
+        "models": {},
+    }
     for model, d in dice.items():
         clean, noisy = np.array(d["clean"]), np.array(d["noisy"])
         out["models"][model] = {
@@ -72,11 +89,13 @@ def main() -> int:
     ap.add_argument("models", type=Path, nargs="+")
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--sigma", type=float, default=0.2)
+    ap.add_argument("--validation", action="store_true", help="score the models' shared validation cases")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    result = probe(args.dataset, args.models, args.samples, args.sigma)
+    result = probe(args.dataset, args.models, args.samples, args.sigma, args.validation)
     summary = {k: {n: v for n, v in m.items() if n != "per_case"} for k, m in result["models"].items()}
-    print(json.dumps({**result, "models": summary}, indent=1))
+    shown = {k: v for k, v in result.items() if k != "case_names"}
+    print(json.dumps({**shown, "models": summary}, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
