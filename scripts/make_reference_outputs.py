@@ -5,7 +5,8 @@ Run only when a model's output is meant to change (a retrained model, a new
 sampler default): ``python scripts/make_reference_outputs.py``. fp32 kernels
 differ between CPU kinds in the last bits (AVX-512 against AVX2 machines), so
 ``--add-cpu`` records the same cases on another kind of CPU as that kind's
-set (``alternates``, keyed by ``ldseg.device.cpu_kind``); a new main recording
+set (``alternates``, keyed by ``ldseg.device.cpu_kind``), or, on the main
+set's own kind, refreshes the main set and keeps the others; a new main recording
 drops those sets, which belonged to the old outputs. Each record names the
 SHA-256 of the model file it was made with, so a record of a model file
 that has since been replaced is known as such (the test skips it and says
@@ -75,7 +76,10 @@ def main() -> int:
         reference = json.loads(OUT.read_text())
         if reference["settings"] != SETTINGS or reference["torch"] != torch.__version__:
             raise SystemExit("the main recording has other settings or another torch: record it anew first")
-        reference.setdefault("alternates", {})[kind] = records
+        if kind == reference.get("cpu_kind"):  # the main set's own kind: refresh it, keep the other kinds' sets
+            reference["records"] = records
+        else:
+            reference.setdefault("alternates", {})[kind] = records
     else:
         reference = {"settings": SETTINGS, "torch": torch.__version__, "cpu_kind": kind, "records": records}
     OUT.write_text(json.dumps(reference, indent=1) + "\n")
