@@ -79,6 +79,7 @@ def probe(dataset: Path, models: list[Path], samples: int, sigma: float, validat
             "dice_noisy": round(float(noisy.mean()), 4),
             "dice_lost": round(float((clean - noisy).mean()), 4),
             "per_case": [round(float(v), 4) for v in clean],
+            "per_case_noisy": [round(float(v), 4) for v in noisy],
         }
     return out
 
@@ -93,7 +94,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     result = probe(args.dataset, args.models, args.samples, args.sigma, args.validation)
-    summary = {k: {n: v for n, v in m.items() if n != "per_case"} for k, m in result["models"].items()}
+    summary = {k: {n: v for n, v in m.items() if not n.startswith("per_case")} for k, m in result["models"].items()}
     shown = {k: v for k, v in result.items() if k != "case_names"}
     print(json.dumps({**shown, "models": summary}, indent=1))
     if args.json:
