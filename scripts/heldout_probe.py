@@ -41,6 +41,12 @@ def held_out_pairs(dataset: Path, segmenters: list[Segmenter]) -> list:
     return [p for p in find_pairs(dataset) if p.name not in seen]
 
 
+def noisy_image(image, sigma: float, index: int):
+    """Case ``index``'s image with this probe's noise (its own seeds), so every
+    model and every diagnostic that calls it sees the same noisy image."""
+    return replace(image, array=add_gaussian_noise(image.array, sigma, seed=(0, index)))
+
+
 def validation_pairs(dataset: Path, segmenters: list[Segmenter]) -> list:
     trained = set().union(*(s.config.training.get("train_names") or [] for s in segmenters))
     shared = set.intersection(*(set(s.config.training.get("val_names") or []) for s in segmenters)) - trained
@@ -58,7 +64,7 @@ def probe(dataset: Path, models: list[Path], samples: int, sigma: float, validat
         for model, seg in zip(models, segmenters):
             case = load_case(index, pair, seg.config)  # the reference in this model's classes
             if noisy is None:
-                noisy = replace(case.image, array=add_gaussian_noise(case.image.array, sigma, seed=(0, index)))
+                noisy = noisy_image(case.image, sigma, index)
             n = samples if seg.architecture.stochastic else 1
             for key, image in (("clean", case.image), ("noisy", noisy)):
                 result = seg.segment(image, samples=n, seed=0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +23,9 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from evalreport.runs import load_case, mean_foreground_dice  # noqa: E402
-from heldout_probe import validation_pairs  # noqa: E402
+from heldout_probe import noisy_image, validation_pairs  # noqa: E402
 
 from ldseg.evaluation.ceiling import autoencoded_classes  # noqa: E402
-from ldseg.evaluation.perturb import add_gaussian_noise  # noqa: E402
 from ldseg.inference.segmenter import Segmenter  # noqa: E402
 
 
@@ -44,7 +42,7 @@ def main() -> int:
     for index, pair in enumerate(pairs):
         for model, seg in zip(args.models, segmenters):
             case = load_case(index, pair, seg.config)
-            noisy = replace(case.image, array=add_gaussian_noise(case.image.array, args.sigma, seed=(0, index)))
+            noisy = noisy_image(case.image, args.sigma, index)
             for key, image in (("clean", case.image), ("noisy", noisy)):
                 recon = autoencoded_classes(seg, image, case.ref)
                 dice[str(model)][key].append(mean_foreground_dice(recon, case.ref, seg.config.num_classes))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from evalreport.runs import load_case, mean_foreground_dice  # noqa: E402
-from heldout_probe import validation_pairs  # noqa: E402
+from heldout_probe import noisy_image, validation_pairs  # noqa: E402
 
-from ldseg.evaluation.perturb import add_gaussian_noise  # noqa: E402
 from ldseg.inference.segmenter import Segmenter  # noqa: E402
 
 WAYS = ("clean", "noisy", "noise_on_refiner_only", "noise_on_denoiser_only")
@@ -75,7 +73,7 @@ def main() -> int:
     for index, pair in enumerate(pairs):
         for model, seg, swap in zip(args.models, segmenters, swaps):
             case = load_case(index, pair, seg.config)
-            noisy = replace(case.image, array=add_gaussian_noise(case.image.array, args.sigma, seed=(0, index)))
+            noisy = noisy_image(case.image, args.sigma, index)
             runs = {
                 "clean": segment(seg, swap, case.image, args.samples, "pass"),
                 "noisy": segment(seg, swap, noisy, args.samples, "pass"),
